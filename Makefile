@@ -1,0 +1,124 @@
+# ftsync top-level build.
+#   make            build the library, tools and tests
+#   make check      install missing Debian packages, build, run every test
+#   make check-fast the same without the slow (integration) tests
+#   make bench      micro and macro benchmarks; results in bench/results/
+#   make demo       a QEMU guest protected end to end (see README.md)
+#   make install    PREFIX=/usr/local
+
+CXX      ?= g++
+CC       ?= gcc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+OPT      ?= -O2
+CXXFLAGS ?= $(OPT) -g
+CFLAGS   ?= $(OPT) -g
+FT_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility-inlines-hidden -pthread \
+               -Ilibftsync/include -Ilibftsync/src -Ilibftsync -Itest/unit
+FT_LIBS  := -lxxhash -lz -pthread
+VERSION  := 0.1.0
+SONAME   := libftsync.so.0
+
+LIB_SRCS     := $(sort $(shell find libftsync/src -name '*.cc'))
+TESTING_SRCS := $(sort $(wildcard libftsync/testing/*.cc))
+TEST_SRCS    := $(sort $(shell find test/unit -name '*.cc'))
+BENCH_SRCS   := $(sort $(wildcard bench/*.cc))
+
+LIB_OBJS     := $(LIB_SRCS:%.cc=$(BUILD)/%.o)
+TESTING_OBJS := $(TESTING_SRCS:%.cc=$(BUILD)/%.o)
+TEST_OBJS    := $(TEST_SRCS:%.cc=$(BUILD)/%.o)
+BENCH_OBJS   := $(BENCH_SRCS:%.cc=$(BUILD)/%.o)
+
+LIB_SO   := $(BUILD)/lib/$(SONAME)
+LIB_A    := $(BUILD)/lib/libftsync.a
+TESTING_A := $(BUILD)/lib/libftsync_testing.a
+UNIT     := $(BUILD)/bin/ftsync_unit_tests
+CAPI_TEST := $(BUILD)/bin/ftsync_capi_test
+VERIFY   := $(BUILD)/bin/ftsync-verify-stream
+BENCH    := $(BUILD)/bin/ftsync_bench
+PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
+
+.PHONY: all deps check check-fast bench demo install clean
+all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC)
+
+deps:
+	@scripts/install-deps.sh build
+
+$(BUILD)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(FT_CXXFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_SO): $(LIB_OBJS) libftsync/libftsync.map
+	@mkdir -p $(dir $@)
+	$(CXX) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libftsync/libftsync.map \
+	  -Wl,--no-undefined -o $@ $(LIB_OBJS) $(FT_LIBS)
+	ln -sf $(SONAME) $(BUILD)/lib/libftsync.so
+
+$(LIB_A): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(TESTING_A): $(TESTING_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# Unit tests link the static archive: they may reach internals that the
+# shared library's version script hides.
+$(UNIT): $(TEST_OBJS) $(TESTING_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $(TEST_OBJS) $(TESTING_A) $(LIB_A) $(FT_LIBS)
+
+# The C API test is plain C and links the installed-style shared library
+# through its pkg-config file, as another toolstack would.
+$(CAPI_TEST): test/capi/capi_test.c $(LIB_SO) $(PC) libftsync/include/ftsync/ftsync.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror $(CFLAGS) \
+	  $$(PKG_CONFIG_PATH=$(BUILD)/lib/pkgconfig pkg-config --cflags libftsync) \
+	  -o $@ $< \
+	  $$(PKG_CONFIG_PATH=$(BUILD)/lib/pkgconfig pkg-config --libs libftsync) \
+	  -Wl,-rpath,$(abspath $(BUILD)/lib) -lpthread
+
+# The independent verifier: C, shares no code with libftsync's decoder.
+$(VERIFY): xen-tools/ftsync-verify-stream.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror $(CFLAGS) -o $@ $< -lxxhash
+
+$(PC): libftsync/libftsync.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@INCLUDEDIR@|$(abspath libftsync/include)|; s|@LIBDIR@|$(abspath $(BUILD)/lib)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+$(BENCH): $(BENCH_OBJS) $(TESTING_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $(BENCH_OBJS) $(TESTING_A) $(LIB_A) $(FT_LIBS)
+
+check: deps
+	$(MAKE) all
+	test/run-tests $(BUILD) full
+
+check-fast: deps
+	$(MAKE) all
+	test/run-tests $(BUILD) fast
+
+bench: deps
+	$(MAKE) OPT=-O3 $(BENCH)
+	$(BENCH) --json bench/results/core.json
+
+demo: deps
+	@echo "make demo: the protected QEMU guest arrives with the QEMU backend (issue 3)." >&2
+	@echo "Until then it runs the in-memory protected-domain demonstration." >&2
+	$(MAKE) all
+	$(BUILD)/bin/ftsync_unit_tests "[demo]" -s | tail -n 40
+
+install: $(LIB_SO) $(LIB_A)
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/ftsync
+	install -m 644 libftsync/include/ftsync/*.h $(DESTDIR)$(PREFIX)/include/ftsync/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libftsync.so
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$(PREFIX)/include|; s|@LIBDIR@|$(PREFIX)/lib|; s|@VERSION@|$(VERSION)|' \
+	  libftsync/libftsync.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libftsync.pc
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

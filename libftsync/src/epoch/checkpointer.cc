@@ -1,0 +1,464 @@
+#include "ftsync/checkpointer.h"
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <random>
+
+#include "stream/record_reader.h"
+#include "stream/record_writer.h"
+#include "stream/records.h"
+#include "util/clock.h"
+
+namespace ftsync {
+using namespace internal;
+
+namespace {
+
+// An epoch on the stream whose ACK has not arrived. Its frames are kept so
+// their dirty bits can be put back if the session dies before the ACK.
+struct InFlight {
+  uint64_t epoch;
+  std::vector<uint64_t> pfns;
+  uint64_t emitted_us;
+};
+
+}  // namespace
+
+struct Checkpointer::Impl {
+  Domain* domain;
+  ByteSink* out;
+  ByteSource* back;
+  CheckpointerOptions opts;
+  std::mutex write_mu;  // one record at a time: heartbeats may come from another thread
+  RecordWriter writer;
+  RecordReader back_reader;
+  std::vector<CheckpointDevice*> devices;
+  bool devices_set_up = false;
+  bool torn_down = false;
+  bool started = false;
+  bool log_enabled = false;
+  bool finished = false;
+  StreamHeader header;
+  uint32_t page_size = 0;
+  uint64_t heartbeat_seq = 0;
+
+  uint64_t next_epoch = 0;
+  int64_t last_acked = -1;
+  std::deque<InFlight> in_flight;
+  Status sticky;
+
+  // Staging area: the dirty frames of the epoch being taken, copied while
+  // the guest is paused.
+  std::vector<uint8_t> staging;
+  std::vector<uint64_t> pfns;
+  std::vector<int> errors;
+  DirtyBitmap bitmap;
+  std::vector<uint8_t> state;
+
+  mutable std::mutex stats_mu;
+  CheckpointerStats stats;
+  std::deque<EpochStats> history;
+
+  Impl(Domain* d, ByteSink* o, ByteSource* b, CheckpointerOptions op)
+      : domain(d), out(o), back(b), opts(op), writer(o), back_reader(b, true) {
+    if (!opts.logger) opts.logger = NullLogger();
+  }
+
+  void Log(LogLevel level, const std::string& msg) { opts.logger->Log(level, msg); }
+
+  Status Fail(Status s) {
+    if (sticky.ok()) {
+      sticky = s;
+      Log(LogLevel::kError, "checkpointer: session failed: " + s.ToString());
+      // Nothing unacknowledged may be lost: the next session resends it.
+      std::vector<uint64_t> all;
+      for (const InFlight& f : in_flight) all.insert(all.end(), f.pfns.begin(), f.pfns.end());
+      in_flight.clear();
+      PutBack(all);
+    }
+    return sticky;
+  }
+
+  void PutBack(std::span<const uint64_t> list) {
+    if (list.empty() || !log_enabled) return;
+    Status s = domain->Redirty(list);
+    if (!s.ok()) {
+      Log(LogLevel::kError, "checkpointer: could not put back " + std::to_string(list.size()) +
+                                " dirty frames: " + s.ToString());
+      return;
+    }
+    std::lock_guard<std::mutex> lock(stats_mu);
+    stats.redirtied_pages += list.size();
+  }
+
+  // Copies frames `list` into `dst`; unreadable frames become zeros.
+  Status ReadInto(std::span<const uint64_t> list, uint8_t* dst, uint64_t* unreadable) {
+    errors.assign(list.size(), 0);
+    FTSYNC_RETURN_IF_ERROR(domain->ReadFrames(list, dst, errors));
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (errors[i] != 0) {
+        std::memset(dst + i * page_size, 0, page_size);
+        ++*unreadable;
+      }
+    }
+    return Status::OK();
+  }
+
+  Status WriteLocked(const std::function<Status()>& f) {
+    std::lock_guard<std::mutex> lock(write_mu);
+    return f();
+  }
+
+  // Emits `list`, whose contents are at `data`, as PAGE_DATA records.
+  Status EmitPages(std::span<const uint64_t> list, const uint8_t* data) {
+    size_t batch = std::max<size_t>(1, std::min<size_t>(opts.batch_pages, kPageDataMaxBytes / page_size));
+    for (size_t i = 0; i < list.size(); i += batch) {
+      size_t n = std::min(batch, list.size() - i);
+      FTSYNC_RETURN_IF_ERROR(WriteLocked(
+          [&] { return writer.PageData(list.subspan(i, n), data + i * page_size, page_size); }));
+    }
+    return Status::OK();
+  }
+
+  void Record(const EpochStats& es) {
+    std::lock_guard<std::mutex> lock(stats_mu);
+    stats.last = es;
+    stats.epochs_sent++;
+    stats.total_dirty_pages += es.dirty_pages;
+    stats.total_bytes_wire += es.bytes_wire;
+    stats.in_flight = in_flight.size();
+    history.push_back(es);
+    while (history.size() > opts.stats_history) history.pop_front();
+  }
+
+  // The paused part of an epoch. On success the guest runs again and
+  // `pfns`, `staging` and `state` hold the epoch. `carry` holds dirty frames
+  // already harvested while the guest ran (epoch 0's last pre-copy round).
+  Status PauseAndStage(uint64_t epoch, const DirtyBitmap* carry, EpochStats* es) {
+    uint64_t t0 = MonotonicUs();
+    FTSYNC_RETURN_IF_ERROR(domain->Suspend().Annotate("suspend " + domain->Name()));
+    Status s;
+    for (CheckpointDevice* dev : devices) {
+      s = dev->Postsuspend(epoch);
+      if (!s.ok()) {
+        s = s.Annotate("device " + dev->Name() + " postsuspend");
+        break;
+      }
+    }
+    if (s.ok()) s = domain->FetchAndClearDirty(&bitmap).Annotate("harvest dirty log");
+    uint64_t t1 = MonotonicUs();
+    pfns.clear();
+    if (s.ok()) {
+      if (carry) bitmap.Merge(*carry);
+      bitmap.AppendSetBits(&pfns);
+      if (staging.size() < pfns.size() * page_size) staging.resize(pfns.size() * page_size);
+      es->unreadable_pages = 0;
+      s = ReadInto(pfns, staging.data(), &es->unreadable_pages).Annotate("copy dirty frames");
+    }
+    uint64_t t2 = MonotonicUs();
+    if (s.ok()) {
+      Result<std::vector<uint8_t>> st = domain->SaveState();
+      if (st.ok()) state = std::move(st).value();
+      else s = st.status().Annotate("save state");
+    }
+    uint64_t t3 = MonotonicUs();
+    if (s.ok()) {
+      for (CheckpointDevice* dev : devices) {
+        s = dev->Preresume(epoch);
+        if (!s.ok()) {
+          s = s.Annotate("device " + dev->Name() + " preresume");
+          break;
+        }
+      }
+    }
+    Status r = domain->Resume().Annotate("resume " + domain->Name());
+    uint64_t t4 = MonotonicUs();
+    if (!s.ok()) {
+      PutBack(pfns);
+      pfns.clear();
+      if (!r.ok()) return Fail(r);  // a guest left paused ends the session
+      return s;
+    }
+    if (!r.ok()) {
+      PutBack(pfns);
+      return Fail(r);
+    }
+    es->epoch = epoch;
+    es->dirty_pages = pfns.size();
+    es->bytes_staged = pfns.size() * page_size;
+    es->state_bytes = state.size();
+    es->harvest_us = t1 - t0;
+    es->copy_us = t2 - t1;
+    es->state_save_us = t3 - t2;
+    es->paused_us = t4 - t0;
+    return Status::OK();
+  }
+
+  // Writes the rest of epoch `epoch` (its staged frames, state, commit).
+  Status EmitStaged(uint64_t epoch, uint64_t pages_before, EpochStats* es, uint64_t wire_before) {
+    uint64_t t0 = MonotonicUs();
+    Status s = EmitPages(pfns, staging.data());
+    if (s.ok()) s = WriteLocked([&] { return writer.DeviceState(state); });
+    if (s.ok())
+      s = WriteLocked([&] { return writer.EpochCommit(epoch, pages_before + pfns.size()); });
+    if (!s.ok()) {
+      PutBack(pfns);
+      return Fail(s.Annotate("sending epoch " + std::to_string(epoch)));
+    }
+    uint64_t now = MonotonicUs();
+    es->emit_us = now - t0;
+    es->bytes_wire = writer.bytes_written() - wire_before;
+    in_flight.push_back(InFlight{epoch, pfns, now});
+    next_epoch = epoch + 1;
+    Record(*es);
+    return Status::OK();
+  }
+
+  Status WaitForRoom() {
+    while (in_flight.size() >= std::max<uint32_t>(1, opts.max_in_flight)) {
+      FTSYNC_RETURN_IF_ERROR(ProcessOne(-1));
+    }
+    return Status::OK();
+  }
+
+  // Reads and handles one back-channel record if one arrives in timeout_ms.
+  // Returns OK with nothing done on timeout.
+  Status ProcessOne(int timeout_ms) {
+    if (!sticky.ok()) return sticky;
+    Result<bool> ready = back->WaitReadable(timeout_ms);
+    if (!ready.ok()) return Fail(ready.status().Annotate("back channel"));
+    if (!*ready) return Status::OK();
+    Result<RecordView> r = back_reader.Next();
+    if (!r.ok()) {
+      if (r.status().code() == Errc::kPeerGone)
+        return Fail(Status(Errc::kPeerGone, "backup closed the back channel"));
+      return Fail(r.status().Annotate("back channel"));
+    }
+    switch (r->type) {
+      case kAck: {
+        Result<AckBody> a = ParseAck(r->body);
+        if (!a.ok()) return Fail(a.status());
+        return HandleAck(a->epoch);
+      }
+      case kNack: {
+        Result<NackBody> n = ParseNack(r->body);
+        if (!n.ok()) return Fail(n.status());
+        std::string which = n->epoch == kNoEpoch ? "the stream" : "epoch " + std::to_string(n->epoch);
+        return Fail(Status(Errc::kPeerRejected, "backup rejected " + which + ": " + n->message));
+      }
+      case kHeartbeat: {
+        std::lock_guard<std::mutex> lock(stats_mu);
+        stats.heartbeats_received++;
+        return Status::OK();
+      }
+      case kEnd:
+        return Fail(Status(Errc::kPeerGone, "backup ended the session"));
+      default:
+        return Fail(Status(Errc::kProtocol, "[B2] unexpected " + RecordTypeName(r->type) +
+                                                " on the back channel"));
+    }
+  }
+
+  Status HandleAck(uint64_t epoch) {
+    int64_t newest = static_cast<int64_t>(next_epoch) - 1;
+    if (static_cast<int64_t>(epoch) <= last_acked || static_cast<int64_t>(epoch) > newest)
+      return Fail(Status(Errc::kProtocol,
+                         "[B1] ACK(" + std::to_string(epoch) + ") but last ACK was " +
+                             std::to_string(last_acked) + " and newest sent epoch is " +
+                             std::to_string(newest)));
+    uint64_t now = MonotonicUs();
+    while (!in_flight.empty() && in_flight.front().epoch <= epoch) {
+      InFlight f = std::move(in_flight.front());
+      in_flight.pop_front();
+      {
+        std::lock_guard<std::mutex> lock(stats_mu);
+        stats.epochs_acked++;
+        stats.in_flight = in_flight.size();
+        int64_t lat = static_cast<int64_t>(now - f.emitted_us);
+        for (auto it = history.rbegin(); it != history.rend(); ++it)
+          if (it->epoch == f.epoch) {
+            it->ack_latency_us = lat;
+            break;
+          }
+        if (stats.last.epoch == f.epoch) stats.last.ack_latency_us = lat;
+      }
+      // Output of this epoch may now leave.
+      for (CheckpointDevice* dev : devices) {
+        Status s = dev->Commit(f.epoch);
+        if (!s.ok()) return Fail(s.Annotate("device " + dev->Name() + " commit"));
+      }
+    }
+    last_acked = static_cast<int64_t>(epoch);
+    return Status::OK();
+  }
+
+  void Teardown() {
+    if (torn_down) return;
+    torn_down = true;
+    for (auto it = devices.rbegin(); it != devices.rend(); ++it) (*it)->Teardown();
+  }
+};
+
+Checkpointer::Checkpointer(Domain* domain, ByteSink* out, ByteSource* back, CheckpointerOptions options)
+    : impl_(std::make_unique<Impl>(domain, out, back, options)) {}
+
+Checkpointer::~Checkpointer() {
+  Impl& m = *impl_;
+  if (m.log_enabled) (void)m.domain->DisableDirtyLog();
+  m.Teardown();
+}
+
+Status Checkpointer::AddDevice(CheckpointDevice* device) {
+  if (impl_->started) return Status(Errc::kFailedPrecondition, "AddDevice after Start");
+  impl_->devices.push_back(device);
+  return Status::OK();
+}
+
+Status Checkpointer::Start() {
+  Impl& m = *impl_;
+  if (m.started) return Status(Errc::kFailedPrecondition, "Start called twice");
+  m.started = true;
+  m.page_size = static_cast<uint32_t>(m.domain->PageSize());
+  m.header.page_size = m.page_size;
+  m.header.frame_count = m.domain->FrameCount();
+  m.header.session = m.opts.session;
+  while (m.header.session == 0) m.header.session = std::random_device{}() * 0x100000001ull ^ MonotonicNs();
+
+  for (CheckpointDevice* dev : m.devices) {
+    Status s = dev->Setup();
+    if (!s.ok()) {
+      m.Teardown();
+      return m.Fail(s.Annotate("device " + dev->Name() + " setup"));
+    }
+  }
+  m.devices_set_up = true;
+
+  Status s = m.WriteLocked([&] { return m.writer.WriteHeader(m.header); });
+  if (!s.ok()) return m.Fail(s.Annotate("stream header"));
+  Result<StreamHeader> bh = m.back_reader.ReadHeader();
+  if (!bh.ok()) return m.Fail(bh.status().Annotate("backup's back-channel header"));
+  s = CheckEchoedHeader(m.header, *bh);
+  if (!s.ok()) return m.Fail(s);
+
+  s = m.domain->EnableDirtyLog();
+  if (!s.ok()) return m.Fail(s.Annotate("enable dirty logging on " + m.domain->Name()));
+  m.log_enabled = true;
+
+  // Epoch 0: one full pass while the guest runs, then pre-copy rounds, then
+  // the paused remainder.
+  EpochStats es;
+  uint64_t wire_before = m.writer.bytes_written();
+  s = m.WriteLocked([&] { return m.writer.EpochBegin(0); });
+  if (!s.ok()) return m.Fail(s);
+  const uint64_t frames = m.header.frame_count;
+  const size_t batch = std::max<size_t>(1, std::min<size_t>(m.opts.batch_pages, kPageDataMaxBytes / m.page_size));
+  std::vector<uint64_t> list;
+  std::vector<uint8_t> buf(batch * m.page_size);
+  uint64_t pages_sent = 0, unreadable = 0;
+  for (uint64_t start = 0; start < frames; start += batch) {
+    list.clear();
+    for (uint64_t p = start; p < std::min<uint64_t>(frames, start + batch); ++p) list.push_back(p);
+    s = m.ReadInto(list, buf.data(), &unreadable);
+    if (s.ok()) s = m.EmitPages(list, buf.data());
+    if (!s.ok()) return m.Fail(s.Annotate("epoch 0 full pass"));
+    pages_sent += list.size();
+  }
+  DirtyBitmap carry(frames);
+  for (uint32_t round = 0; round < m.opts.precopy_rounds; ++round) {
+    s = m.domain->FetchAndClearDirty(&carry);
+    if (!s.ok()) return m.Fail(s.Annotate("pre-copy harvest"));
+    list.clear();
+    carry.AppendSetBits(&list);
+    if (list.size() <= m.opts.precopy_min_pages) break;  // the paused round takes them
+    std::vector<uint8_t> round_buf(list.size() * m.page_size);
+    s = m.ReadInto(list, round_buf.data(), &unreadable);
+    if (s.ok()) s = m.EmitPages(list, round_buf.data());
+    if (!s.ok()) return m.Fail(s.Annotate("pre-copy round"));
+    pages_sent += list.size();
+    carry.ClearAll();
+    std::lock_guard<std::mutex> lock(m.stats_mu);
+    m.stats.precopy_rounds++;
+  }
+  s = m.PauseAndStage(0, &carry, &es);
+  if (!s.ok()) return m.Fail(s);
+  es.unreadable_pages += unreadable;
+  return m.EmitStaged(0, pages_sent, &es, wire_before);
+}
+
+Status Checkpointer::Checkpoint() {
+  Impl& m = *impl_;
+  if (!m.sticky.ok()) return m.sticky;
+  if (!m.started || m.finished) return Status(Errc::kFailedPrecondition, "Checkpoint outside a session");
+  FTSYNC_RETURN_IF_ERROR(m.ProcessOne(0));
+  FTSYNC_RETURN_IF_ERROR(m.WaitForRoom());
+  uint64_t epoch = m.next_epoch;
+  EpochStats es;
+  FTSYNC_RETURN_IF_ERROR(m.PauseAndStage(epoch, nullptr, &es));
+  uint64_t wire_before = m.writer.bytes_written();
+  Status s = m.WriteLocked([&] { return m.writer.EpochBegin(epoch); });
+  if (!s.ok()) {
+    m.PutBack(m.pfns);
+    return m.Fail(s);
+  }
+  return m.EmitStaged(epoch, 0, &es, wire_before);
+}
+
+Status Checkpointer::PollBackChannel(int timeout_ms) {
+  Impl& m = *impl_;
+  FTSYNC_RETURN_IF_ERROR(m.ProcessOne(timeout_ms));
+  for (;;) {  // then whatever else is already there
+    Result<bool> more = m.back->WaitReadable(0);
+    if (!more.ok() || !*more) break;
+    FTSYNC_RETURN_IF_ERROR(m.ProcessOne(0));
+  }
+  return Status::OK();
+}
+
+Status Checkpointer::WaitForAck(uint64_t epoch) {
+  Impl& m = *impl_;
+  if (epoch >= m.next_epoch) return Status(Errc::kInvalidArgument, "epoch " + std::to_string(epoch) + " was not sent");
+  while (m.last_acked < static_cast<int64_t>(epoch)) FTSYNC_RETURN_IF_ERROR(m.ProcessOne(-1));
+  return Status::OK();
+}
+
+Status Checkpointer::SendHeartbeat() {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.write_mu);
+  if (!m.started || m.finished) return Status(Errc::kFailedPrecondition, "no session");
+  return m.writer.Heartbeat(++m.heartbeat_seq, MonotonicNs());
+}
+
+Status Checkpointer::Finish() {
+  Impl& m = *impl_;
+  if (!m.sticky.ok()) return m.sticky;
+  if (m.next_epoch > 0) FTSYNC_RETURN_IF_ERROR(WaitForAck(m.next_epoch - 1));
+  Status s = m.WriteLocked([&] { return m.writer.End(); });
+  if (!s.ok()) return m.Fail(s);
+  m.finished = true;
+  if (m.log_enabled) {
+    s = m.domain->DisableDirtyLog();
+    m.log_enabled = false;
+  }
+  m.Teardown();
+  return s;
+}
+
+Status Checkpointer::status() const { return impl_->sticky; }
+uint64_t Checkpointer::next_epoch() const { return impl_->next_epoch; }
+int64_t Checkpointer::last_acked_epoch() const { return impl_->last_acked; }
+uint64_t Checkpointer::session() const { return impl_->header.session; }
+
+CheckpointerStats Checkpointer::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);
+  return impl_->stats;
+}
+
+std::vector<EpochStats> Checkpointer::stats_history() const {
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);
+  return {impl_->history.begin(), impl_->history.end()};
+}
+
+}  // namespace ftsync

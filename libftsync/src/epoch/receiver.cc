@@ -1,0 +1,239 @@
+#include "ftsync/receiver.h"
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "stream/forward_validator.h"
+#include "stream/record_reader.h"
+#include "stream/record_writer.h"
+#include "util/clock.h"
+
+namespace ftsync {
+using namespace internal;
+
+struct Receiver::Impl {
+  ReplicaImage* replica;
+  ByteSource* in;
+  ReceiverOptions opts;
+  RecordReader reader;
+  std::mutex back_mu;  // guards writer: ACKs and heartbeats come from two threads
+  RecordWriter writer;
+  std::unique_ptr<ForwardValidator> validator;
+  StreamHeader header;
+  Status sticky;
+  bool handshaken = false;
+  uint64_t heartbeats_sent = 0;  // guarded by back_mu
+
+  // The open epoch: PAGE_DATA bodies kept whole (epochs > 0), device state.
+  std::vector<std::vector<uint8_t>> page_bodies;
+  std::vector<uint8_t> state;
+  std::vector<PageWrite> writes;
+
+  mutable std::mutex stats_mu;
+  ReceiverStats stats;
+  std::atomic<uint64_t> last_activity_ns{0};
+
+  Impl(ReplicaImage* r, ByteSource* i, ByteSink* b, ReceiverOptions o)
+      : replica(r), in(i), opts(o), reader(i, false), writer(b) {
+    if (!opts.logger) opts.logger = NullLogger();
+  }
+
+  Status Reject(const Status& s, uint64_t epoch) {
+    uint32_t reason = kNackOther;
+    switch (s.code()) {
+      case Errc::kCorruption: reason = kNackCorruption; break;
+      case Errc::kProtocol: reason = kNackProtocol; break;
+      case Errc::kVersion: reason = kNackVersion; break;
+      case Errc::kNoSpace: reason = kNackNoSpace; break;
+      case Errc::kIoError: reason = kNackIo; break;
+      default: break;
+    }
+    {
+      std::lock_guard<std::mutex> lock(back_mu);
+      (void)writer.Nack(epoch, reason, s.ToString());  // best effort: the peer may be gone
+    }
+    opts.logger->Log(LogLevel::kError, "receiver: rejecting stream: " + s.ToString());
+    return Fail(s);
+  }
+
+  Status Fail(const Status& s) {
+    DiscardOpenEpoch();
+    sticky = s;
+    return s;
+  }
+
+  void DiscardOpenEpoch() {
+    if (validator && validator->in_epoch()) {
+      std::lock_guard<std::mutex> lock(stats_mu);
+      stats.discarded_epochs++;
+    }
+    if (validator && validator->in_epoch() && validator->open_epoch() == 0) replica->AbortFull();
+    page_bodies.clear();
+    state.clear();
+  }
+
+  Status Commit(uint64_t epoch) {
+    uint64_t t0 = MonotonicUs();
+    uint64_t pages = 0;
+    Status s;
+    if (epoch == 0) {
+      s = replica->CommitFull(0, state);
+    } else {
+      writes.clear();
+      const uint32_t ps = header.page_size;
+      for (const auto& body : page_bodies) {
+        PageDataView v = *ParsePageData(body, ps);  // checked when it arrived
+        for (uint32_t i = 0; i < v.count; ++i) writes.push_back({v.pfn(i), v.data + size_t{i} * ps});
+      }
+      pages = writes.size();
+      s = replica->ApplyEpoch(header.session, epoch, writes, state);
+    }
+    page_bodies.clear();
+    state.clear();
+    if (!s.ok()) return s.Annotate("applying epoch " + std::to_string(epoch));
+    {
+      std::lock_guard<std::mutex> lock(stats_mu);
+      stats.has_complete_epoch = true;
+      stats.last_complete_epoch = epoch;
+      stats.epochs_applied++;
+      stats.pages_applied += pages;
+      stats.last_apply_us = MonotonicUs() - t0;
+    }
+    std::lock_guard<std::mutex> lock(back_mu);
+    return writer.Ack(epoch);
+  }
+};
+
+Receiver::Receiver(ReplicaImage* replica, ByteSource* in, ByteSink* back, ReceiverOptions options)
+    : impl_(std::make_unique<Impl>(replica, in, back, options)) {}
+Receiver::~Receiver() = default;
+
+Status Receiver::Handshake() {
+  Impl& m = *impl_;
+  Result<StreamHeader> h = m.reader.ReadHeader();
+  if (!h.ok()) {
+    if (h.status().IsCorruption()) {
+      // Answer in a form the peer can parse, so it learns why.
+      StreamHeader back;
+      back.back_channel = true;
+      back.frame_count = 1;
+      back.session = 1;
+      std::lock_guard<std::mutex> lock(m.back_mu);
+      (void)m.writer.WriteHeader(back);
+      (void)m.writer.Nack(kNoEpoch, h.status().code() == Errc::kVersion ? kNackVersion : kNackCorruption,
+                          h.status().ToString());
+    }
+    return m.Fail(h.status());
+  }
+  m.header = *h;
+  m.validator = std::make_unique<ForwardValidator>(m.header);
+  StreamHeader back = m.header;
+  back.back_channel = true;
+  {
+    std::lock_guard<std::mutex> lock(m.back_mu);
+    Status s = m.writer.WriteHeader(back);
+    if (!s.ok()) return m.Fail(s);
+  }
+  m.handshaken = true;
+  m.last_activity_ns = MonotonicNs();
+  return Status::OK();
+}
+
+Result<bool> Receiver::Step() {
+  Impl& m = *impl_;
+  if (!m.sticky.ok()) return m.sticky;
+  if (!m.handshaken) return Status(Errc::kFailedPrecondition, "Step() before Handshake()");
+  Result<RecordView> r = m.reader.Next();
+  if (!r.ok()) {
+    Status s = r.status();
+    if (s.code() == Errc::kPeerGone) {
+      std::string where = m.validator->in_epoch()
+                              ? "inside epoch " + std::to_string(m.validator->open_epoch()) +
+                                    " (discarded)"
+                              : "between epochs without END";
+      std::string cut = s.context().find("[R6]") == 0 ? " (" + s.context() + ")" : "";
+      return m.Fail(Status(Errc::kPeerGone, "[O10] primary's stream ended " + where + cut));
+    }
+    if (s.IsCorruption()) return m.Reject(s, m.validator->in_epoch() ? m.validator->open_epoch() : kNoEpoch);
+    return m.Fail(s);
+  }
+  m.last_activity_ns = MonotonicNs();
+  {
+    std::lock_guard<std::mutex> lock(m.stats_mu);
+    m.stats.bytes_received = m.reader.bytes_read();
+  }
+  Result<ForwardEvent> ev = m.validator->Feed(*r);
+  if (!ev.ok()) return m.Reject(ev.status(), m.validator->open_epoch());
+  switch (ev->kind) {
+    case ForwardEvent::kBegin:
+      if (ev->epoch == 0) {
+        Status s = m.replica->BeginFull(m.header.session, m.header.page_size, m.header.frame_count);
+        if (!s.ok()) return m.Reject(s, 0);
+      }
+      break;
+    case ForwardEvent::kPages:
+      if (ev->epoch == 0) {
+        // Epoch 0 goes straight into the new generation's image.
+        m.writes.clear();
+        for (uint32_t i = 0; i < ev->pages.count; ++i)
+          m.writes.push_back({ev->pages.pfn(i), ev->pages.data + size_t{i} * m.header.page_size});
+        Status s = m.replica->WriteFullPages(m.writes);
+        if (!s.ok()) return m.Reject(s, 0);
+      } else {
+        m.page_bodies.emplace_back(r->body.begin(), r->body.end());
+      }
+      break;
+    case ForwardEvent::kState:
+      m.state.assign(ev->state.begin(), ev->state.end());
+      break;
+    case ForwardEvent::kCommit: {
+      Status s = m.Commit(ev->epoch);
+      if (!s.ok()) {
+        if (s.code() == Errc::kPeerGone) return m.Fail(s);
+        return m.Reject(s, ev->epoch);
+      }
+      break;
+    }
+    case ForwardEvent::kHeartbeat: {
+      std::lock_guard<std::mutex> lock(m.stats_mu);
+      m.stats.heartbeats_received++;
+      break;
+    }
+    case ForwardEvent::kEnd: {
+      std::lock_guard<std::mutex> lock(m.back_mu);
+      (void)m.writer.End();
+      return false;
+    }
+  }
+  return true;
+}
+
+Status Receiver::Run() {
+  for (;;) {
+    Result<bool> r = Step();
+    if (!r.ok()) return r.status();
+    if (!*r) return Status::OK();
+  }
+}
+
+Status Receiver::SendHeartbeat(uint64_t sender_time_ns) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.back_mu);
+  return m.writer.Heartbeat(++m.heartbeats_sent, sender_time_ns);
+}
+
+std::optional<uint64_t> Receiver::last_complete_epoch() const {
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);
+  if (!impl_->stats.has_complete_epoch) return std::nullopt;
+  return impl_->stats.last_complete_epoch;
+}
+
+ReceiverStats Receiver::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);
+  return impl_->stats;
+}
+
+uint64_t Receiver::last_activity_ns() const { return impl_->last_activity_ns; }
+
+}  // namespace ftsync

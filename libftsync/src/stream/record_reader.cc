@@ -1,0 +1,80 @@
+#include "stream/record_reader.h"
+
+#include <cstdio>
+
+namespace ftsync::internal {
+namespace {
+
+std::string At(uint64_t offset) { return " at offset " + std::to_string(offset); }
+
+}  // namespace
+
+Status RecordReader::Read(std::span<uint8_t> buf, const char* what) {
+  Status s = source_->ReadExact(buf);
+  if (s.ok()) {
+    offset_ += buf.size();
+    return s;
+  }
+  // A cut inside a record: for a live session the sender is gone (the
+  // receiver fails over); a stored stream cut like this is malformed.
+  if (s.code() == Errc::kPeerGone || s.code() == Errc::kCorruption)
+    return Status(Errc::kPeerGone, std::string("[R6] truncated: stream ends inside ") +
+                                       what + At(offset_));
+  return s;
+}
+
+Result<StreamHeader> RecordReader::ReadHeader() {
+  uint8_t b[kStreamHeaderSize];
+  Status s = source_->ReadExact(b);
+  if (!s.ok()) {
+    if (s.code() == Errc::kPeerGone || s.code() == Errc::kCorruption)
+      return Status(Errc::kCorruption, "[H9] truncated: stream ends inside the stream header");
+    return s;
+  }
+  offset_ += kStreamHeaderSize;
+  Result<StreamHeader> h = ParseStreamHeader(b, back_channel_);
+  if (h.ok()) header_ = *h;
+  return h;
+}
+
+Result<RecordView> RecordReader::Next() {
+  for (;;) {
+    uint64_t start = offset_;
+    uint8_t hdr[kRecordHeaderSize];
+    Status s = source_->ReadExact(std::span<uint8_t>(hdr, 1));
+    if (!s.ok()) return s;  // kPeerGone at a record boundary: O10, the caller decides
+    offset_ += 1;
+    FTSYNC_RETURN_IF_ERROR(Read(std::span<uint8_t>(hdr + 1, kRecordHeaderSize - 1), "a record header"));
+    uint32_t type = GetLE32(hdr);
+    uint32_t length = GetLE32(hdr + 4);
+    uint64_t checksum = GetLE64(hdr + 8);
+    uint32_t number = type & ~kOptionalBit;
+    bool optional = (type & kOptionalBit) != 0;
+    bool known = IsKnownType(number);
+    std::string name = RecordTypeName(number);
+    if (!known && !optional)
+      return Status(Errc::kCorruption, "[R4] unknown mandatory record " + name + At(start));
+    if (known && optional)
+      return Status(Errc::kCorruption, "[R5] " + name + " marked optional" + At(start));
+    size_t max = MaxBodyLength(number, header_.page_size);
+    if (length > max)
+      return Status(Errc::kCorruption, "[R1] " + name + " length " + std::to_string(length) +
+                                           " exceeds the maximum " + std::to_string(max) + At(start));
+    if (known && !TypeAllowedOn(number, back_channel_))
+      return Status(Errc::kProtocol, "[R8] " + name + " is not allowed on the " +
+                                         (back_channel_ ? "back channel" : "forward stream") +
+                                         At(start));
+    size_t padded = PaddedLength(length);
+    body_.resize(padded);
+    FTSYNC_RETURN_IF_ERROR(Read(body_, (name + " body").c_str()));
+    for (size_t i = length; i < padded; ++i)
+      if (body_[i] != 0)
+        return Status(Errc::kCorruption, "[R3] " + name + ": non-zero padding" + At(start));
+    if (RecordChecksum(type, body_.data(), length) != checksum)
+      return Status(Errc::kCorruption, "[R2] " + name + ": checksum mismatch" + At(start));
+    if (!known) continue;  // optional and unknown: skipped
+    return RecordView{number, std::span<const uint8_t>(body_.data(), length), start};
+  }
+}
+
+}  // namespace ftsync::internal
