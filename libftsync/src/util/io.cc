@@ -1,6 +1,8 @@
 #include "ftsync/io.h"
 
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -100,7 +102,10 @@ class PipeSource : public ByteSource {
 
 class FdSink : public ByteSink {
  public:
-  FdSink(int fd, bool own) : fd_(fd), own_(own) {}
+  FdSink(int fd, bool own) : fd_(fd), own_(own) {
+    struct stat st;
+    is_socket_ = ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  }
   ~FdSink() override {
     if (own_ && fd_ >= 0) ::close(fd_);
   }
@@ -113,7 +118,20 @@ class FdSink : public ByteSink {
     size_t i = 0;
     while (i < iov.size()) {
       int cnt = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
-      ssize_t n = ::writev(fd_, &iov[i], cnt);
+      ssize_t n;
+      if (is_socket_) {
+        // MSG_NOSIGNAL: a vanished peer is an error to report, not SIGPIPE.
+        msghdr msg{};
+        msg.msg_iov = &iov[i];
+        msg.msg_iovlen = static_cast<size_t>(cnt);
+        n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) {
+          is_socket_ = false;
+          continue;
+        }
+      } else {
+        n = ::writev(fd_, &iov[i], cnt);
+      }
       if (n < 0) {
         if (errno == EINTR) continue;
         return Status::FromErrno(errno, "write to fd " + std::to_string(fd_));
@@ -138,6 +156,7 @@ class FdSink : public ByteSink {
  private:
   int fd_;
   bool own_;
+  bool is_socket_ = false;
 };
 
 class FdSource : public ByteSource {

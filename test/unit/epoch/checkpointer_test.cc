@@ -1,0 +1,346 @@
+// The primary's engine: phases, pause boundaries, in-flight bound, failure
+// rules (dirty bits put back, sticky stream failures), pre-copy, stats.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#include "epoch/harness.h"
+#include "testing/workload.h"
+
+namespace ftsync {
+namespace {
+using test::Harness;
+using Method = testing::ErrorInjectingDomain::Method;
+
+void DirtySome(testing::FakeDomain* d, std::initializer_list<uint64_t> pfns, uint8_t v) {
+  for (uint64_t p : pfns) d->Fill(p, v);
+}
+
+bool AddDeviceAfterStartFails(Checkpointer& cp) {
+  test::SnapshotDevice late(nullptr);
+  return cp.AddDevice(&late).code() == Errc::kFailedPrecondition;
+}
+
+TEST_CASE("checkpointer: devices see libxl's phases, commits only after ACK", "[epoch]") {
+  Harness h(32);
+  h.StartReceiver();
+  CheckpointerOptions o;
+  o.max_in_flight = 1;
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+  REQUIRE(cp.AddDevice(&h.snap).ok());
+  REQUIRE(cp.Start().ok());
+  CHECK(h.snap.setups == 1);
+  DirtySome(&h.dom, {1, 2}, 0xaa);
+  REQUIRE(cp.Checkpoint().ok());
+  DirtySome(&h.dom, {3}, 0xbb);
+  REQUIRE(cp.Checkpoint().ok());
+  REQUIRE(cp.Finish().ok());
+  h.Join();
+  REQUIRE(h.rx_status.ok());
+  CHECK(h.snap.violations.empty());
+  CHECK(h.snap.commits == std::vector<uint64_t>{0, 1, 2});
+  CHECK(h.snap.teardowns == 1);
+  // post/pre of an epoch bracket its pause; commit n follows ACK n, which
+  // with one epoch in flight comes before the next epoch's postsuspend.
+  CHECK(h.snap.phases == std::vector<std::string>{"post0", "pre0", "commit0", "post1", "pre1",
+                                                  "commit1", "post2", "pre2", "commit2"});
+  std::string why;
+  CHECK(h.ReplicaEquals(2, &why));
+  INFO(why);
+  CHECK(AddDeviceAfterStartFails(cp));
+}
+
+TEST_CASE("checkpointer: the stream is written only while the guest runs", "[epoch]") {
+  Harness h(64);
+  h.StartReceiver();
+  test::PauseCheckingSink sink(&h.fwd.sink(), &h.dom);
+  Checkpointer cp(&h.dom, &sink, &h.back.source());
+  REQUIRE(cp.Start().ok());
+  testing::Workload w(testing::WorkloadKind::kSparseRandom, 5);
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(w.Step(&h.dom).ok());
+    REQUIRE(cp.Checkpoint().ok());
+  }
+  REQUIRE(cp.Finish().ok());
+  CHECK(sink.writes_while_paused == 0);
+  CHECK(h.dom.counters().suspended_writes == 0);
+}
+
+// A back channel whose ACKs are held until the test lets them through.
+class GatedSink : public ByteSink {
+ public:
+  explicit GatedSink(ByteSink* inner) : inner_(inner) {}
+  Status Write(std::span<const ConstBuffer> b) override {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return open_ || writes_ < allowed_; });
+    ++writes_;
+    l.unlock();
+    return inner_->Write(b);
+  }
+  Status Close() override { Open(); return inner_->Close(); }
+  void Allow(int n) { std::lock_guard<std::mutex> l(mu_); allowed_ += n; cv_.notify_all(); }
+  void Open() { std::lock_guard<std::mutex> l(mu_); open_ = true; cv_.notify_all(); }
+
+ private:
+  ByteSink* inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int writes_ = 0, allowed_ = 0;
+  bool open_ = false;
+};
+
+TEST_CASE("checkpointer: at most max_in_flight epochs go unacknowledged; it waits, never drops",
+          "[epoch]") {
+  test::TempDir dir;
+  testing::FakeDomain dom(16);
+  MemoryPipe fwd, back;
+  GatedSink gate(&back.sink());
+  auto rep = ReplicaImage::Open(dir.Sub("r"));
+  Receiver rx(rep->get(), &fwd.source(), &gate);
+  std::thread t([&] {
+    if (rx.Handshake().ok()) (void)rx.Run();
+  });
+  gate.Allow(1);  // the back-channel header
+  CheckpointerOptions o;
+  o.max_in_flight = 2;
+  Checkpointer cp(&dom, &fwd.sink(), &back.source(), o);
+  REQUIRE(cp.Start().ok());        // epoch 0 in flight
+  dom.Fill(1, 1);
+  REQUIRE(cp.Checkpoint().ok());   // epoch 1 in flight
+  std::atomic<bool> third_done{false};
+  std::thread third([&] {
+    dom.Fill(2, 2);
+    REQUIRE(cp.Checkpoint().ok());
+    third_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK_FALSE(third_done.load());   // blocked: two epochs unacknowledged
+  CHECK(cp.stats().epochs_sent == 2);
+  gate.Allow(1);                    // ACK(0) may pass
+  third.join();
+  CHECK(third_done.load());
+  CHECK(cp.stats().epochs_sent == 3);
+  CHECK(cp.last_acked_epoch() == 0);
+  gate.Open();
+  REQUIRE(cp.Finish().ok());
+  t.join();
+  CHECK(rx.last_complete_epoch() == std::optional<uint64_t>(2));
+}
+
+// Fails every write from the n-th on (a dead peer, a full socket buffer).
+class FailingSink : public ByteSink {
+ public:
+  FailingSink(ByteSink* inner, int fail_from) : inner_(inner), fail_from_(fail_from) {}
+  Status Write(std::span<const ConstBuffer> b) override {
+    if (++writes_ >= fail_from_) return Status(Errc::kPeerGone, "connection reset (test)");
+    return inner_->Write(b);
+  }
+  Status Close() override { return inner_->Close(); }
+  int writes_ = 0;
+
+ private:
+  ByteSink* inner_;
+  int fail_from_;
+};
+
+TEST_CASE("checkpointer: a failed send puts every unacknowledged dirty frame back", "[epoch]") {
+  testing::FakeDomain dom(64);
+  MemoryPipe fwd, back;
+  test::TempDir dir;
+  auto rep = ReplicaImage::Open(dir.Sub("r"));
+  Receiver rx(rep->get(), &fwd.source(), &back.sink());
+  std::thread t([&] {
+    if (rx.Handshake().ok()) (void)rx.Run();
+  });
+  FailingSink sink(&fwd.sink(), 1 << 30);
+  CheckpointerOptions o;
+  o.max_in_flight = 4;
+  Checkpointer cp(&dom, &sink, &back.source(), o);
+  REQUIRE(cp.Start().ok());
+  REQUIRE(cp.WaitForAck(0).ok());
+  DirtySome(&dom, {3, 4, 5}, 9);
+  REQUIRE(cp.Checkpoint().ok());  // epoch 1: sent, maybe not yet ACKed
+  DirtySome(&dom, {10, 11}, 7);
+  // Epoch 2 fails half-way through its records.
+  sink = FailingSink(&fwd.sink(), 0);
+  Status s = cp.Checkpoint();
+  CHECK(s.code() == Errc::kPeerGone);
+  CHECK(cp.status().code() == Errc::kPeerGone);  // sticky
+  CHECK(cp.Checkpoint().code() == Errc::kPeerGone);
+  const DirtyBitmap& pending = dom.pending_dirty();
+  CHECK(pending.Test(10));
+  CHECK(pending.Test(11));
+  if (cp.last_acked_epoch() < 1) {  // epoch 1 unacknowledged: its frames too
+    CHECK(pending.Test(3));
+    CHECK(pending.Test(5));
+  }
+  CHECK(cp.stats().redirtied_pages >= 2);
+  (void)fwd.sink().Close();
+  t.join();
+}
+
+TEST_CASE("checkpointer: a failing domain call puts bits back, resumes, and can retry",
+          "[epoch]") {
+  for (Method m : {Method::kFetchAndClearDirty, Method::kReadFrames, Method::kSaveState}) {
+    Harness h(32);
+    h.StartReceiver();
+    Checkpointer cp(&h.faulty, &h.fwd.sink(), &h.back.source());
+    REQUIRE(cp.AddDevice(&h.snap).ok());
+    REQUIRE(cp.Start().ok());
+    DirtySome(&h.dom, {4, 5, 6}, 0x44);
+    h.faulty.FailNth(m, h.faulty.calls(m) + 1, Status(Errc::kIoError, "injected"));
+    Status s = cp.Checkpoint();
+    INFO(testing::ErrorInjectingDomain::MethodName(m) << ": " << s.ToString());
+    CHECK(s.code() == Errc::kIoError);
+    CHECK_FALSE(h.dom.suspended());       // the guest runs again
+    CHECK(cp.status().ok());              // not sticky: nothing was sent
+    CHECK(cp.next_epoch() == 1);          // the epoch number was not used
+    if (m != Method::kFetchAndClearDirty) CHECK(h.dom.pending_dirty().Test(5));
+    REQUIRE(cp.Checkpoint().ok());        // the retry carries frames 4-6
+    REQUIRE(cp.Finish().ok());
+    h.Join();
+    std::string why;
+    CHECK(h.ReplicaEquals(1, &why));
+    INFO(why);
+    std::vector<uint8_t> page(4096);
+    auto rep = ReplicaImage::Open(h.dir.Sub("replica"));
+    REQUIRE((*rep)->ReadFrame(5, page.data()).ok());
+    CHECK(page == std::vector<uint8_t>(4096, 0x44));
+  }
+}
+
+TEST_CASE("checkpointer: suspend failure is retryable, resume failure ends the session", "[epoch]") {
+  Harness h(16);
+  h.StartReceiver();
+  Checkpointer cp(&h.faulty, &h.fwd.sink(), &h.back.source());
+  REQUIRE(cp.Start().ok());
+  h.faulty.FailNth(Method::kSuspend, h.faulty.calls(Method::kSuspend) + 1, Status(Errc::kBusy, "busy"));
+  CHECK(cp.Checkpoint().IsRetryable());
+  REQUIRE(cp.Checkpoint().ok());
+  h.faulty.FailNth(Method::kResume, h.faulty.calls(Method::kResume) + 1, Status(Errc::kIoError, "stuck"));
+  DirtySome(&h.dom, {7}, 1);
+  CHECK(cp.Checkpoint().code() == Errc::kIoError);
+  CHECK(cp.status().code() == Errc::kIoError);
+  CHECK(h.dom.pending_dirty().Test(7));
+  (void)h.fwd.sink().Close();
+}
+
+TEST_CASE("checkpointer: a device failing in setup tears every device down", "[epoch]") {
+  struct Failing : test::SnapshotDevice {
+    using SnapshotDevice::SnapshotDevice;
+    std::string Name() const override { return "netbuf"; }
+    Status Setup() override { return Status(Errc::kNotSupported, "no sch_plug"); }
+  };
+  Harness h(8);
+  Failing bad(&h.dom);
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source());
+  REQUIRE(cp.AddDevice(&h.snap).ok());
+  REQUIRE(cp.AddDevice(&bad).ok());
+  Status s = cp.Start();
+  CHECK(s.code() == Errc::kNotSupported);
+  CHECK(s.context().find("device netbuf setup") != std::string::npos);
+  CHECK(h.snap.teardowns == 1);
+  CHECK(bad.teardowns == 1);
+  CHECK_FALSE(h.dom.dirty_log_enabled());
+}
+
+// A domain whose guest keeps writing while it runs: every ReadFrames made
+// while running dirties a few frames, as a live guest would.
+class LiveGuest : public Domain {
+ public:
+  explicit LiveGuest(testing::FakeDomain* d) : d_(d) {}
+  std::string Name() const override { return d_->Name(); }
+  size_t PageSize() const override { return d_->PageSize(); }
+  uint64_t FrameCount() const override { return d_->FrameCount(); }
+  Status EnableDirtyLog() override { return d_->EnableDirtyLog(); }
+  Status DisableDirtyLog() override { return d_->DisableDirtyLog(); }
+  Status FetchAndClearDirty(DirtyBitmap* o) override { return d_->FetchAndClearDirty(o); }
+  Status Redirty(std::span<const uint64_t> p) override { return d_->Redirty(p); }
+  Status Suspend() override { return d_->Suspend(); }
+  Status Resume() override { return d_->Resume(); }
+  Status ReadFrames(std::span<const uint64_t> p, uint8_t* dst, std::span<int> e) override {
+    Status s = d_->ReadFrames(p, dst, e);
+    if (!d_->suspended())
+      for (int i = 0; i < 40; ++i) d_->Fill((n_ * 7 + static_cast<uint64_t>(i) * 13) % d_->FrameCount(), static_cast<uint8_t>(n_ + i));
+    ++n_;
+    return s;
+  }
+  Result<std::vector<uint8_t>> SaveState() override { return d_->SaveState(); }
+  Status RestoreState(std::span<const uint8_t> s) override { return d_->RestoreState(s); }
+
+ private:
+  testing::FakeDomain* d_;
+  uint64_t n_ = 0;
+};
+
+TEST_CASE("checkpointer: epoch 0 pre-copies while the guest runs and stays exact", "[epoch]") {
+  Harness h(1024);
+  h.StartReceiver();
+  LiveGuest live(&h.dom);
+  CheckpointerOptions o;
+  o.batch_pages = 64;
+  o.precopy_rounds = 4;
+  o.precopy_min_pages = 8;
+  Checkpointer cp(&live, &h.fwd.sink(), &h.back.source(), o);
+  REQUIRE(cp.AddDevice(&h.snap).ok());
+  REQUIRE(cp.Start().ok());
+  CHECK(cp.stats().precopy_rounds >= 1);
+  REQUIRE(cp.Finish().ok());
+  h.Join();
+  REQUIRE(h.rx_status.ok());
+  std::string why;
+  CHECK(h.ReplicaEquals(0, &why));
+  INFO(why);
+}
+
+TEST_CASE("checkpointer: per-epoch stats add up", "[epoch]") {
+  Harness h(256);
+  h.StartReceiver();
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source());
+  REQUIRE(cp.Start().ok());
+  for (uint64_t p = 0; p < 40; ++p) h.dom.Fill(p * 3, 5);
+  REQUIRE(cp.Checkpoint().ok());
+  REQUIRE(cp.Finish().ok());
+  auto hist = cp.stats_history();
+  REQUIRE(hist.size() == 2);
+  const EpochStats& e = hist[1];
+  CHECK(e.epoch == 1);
+  CHECK(e.dirty_pages == 40);
+  CHECK(e.bytes_staged == 40 * 4096);
+  CHECK(e.bytes_wire > e.bytes_staged + e.state_bytes);
+  CHECK(e.bytes_wire < e.bytes_staged + e.state_bytes + 4096);
+  CHECK(e.harvest_us + e.copy_us + e.state_save_us <= e.paused_us);
+  CHECK(e.ack_latency_us >= 0);  // Finish waited for the ACK
+  CHECK(hist[0].dirty_pages + 256 >= 256);
+  CheckpointerStats s = cp.stats();
+  CHECK(s.epochs_sent == 2);
+  CHECK(s.epochs_acked == 2);
+  CHECK(s.in_flight == 0);
+  CHECK(s.total_bytes_wire == hist[0].bytes_wire + hist[1].bytes_wire);
+  h.Join();
+  ReceiverStats r = h.rx->stats();
+  CHECK(r.epochs_applied == 2);
+  CHECK(r.pages_applied == 40);
+  CHECK(r.bytes_received == s.total_bytes_wire + 48 + 16);  // + header + END
+}
+
+TEST_CASE("checkpointer: unreadable frames are sent as zeros and counted", "[epoch]") {
+  Harness h(16);
+  h.StartReceiver();
+  h.dom.SetUnreadable(3, true);
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source());
+  REQUIRE(cp.Start().ok());
+  CHECK(cp.stats().last.unreadable_pages == 1);
+  REQUIRE(cp.Finish().ok());
+  h.Join();
+  auto rep = ReplicaImage::Open(h.dir.Sub("replica"));
+  std::vector<uint8_t> page(4096, 1);
+  REQUIRE((*rep)->ReadFrame(3, page.data()).ok());
+  CHECK(page == std::vector<uint8_t>(4096, 0));
+}
+
+}  // namespace
+}  // namespace ftsync
