@@ -637,12 +637,21 @@ static bool check_type(struct stream *s, struct verdict *v)
 		      s->info->name);
 }
 
+#define UNKNOWN_OPTIONAL_MAX (64u * 1024 * 1024)
+
 static bool check_max_length(const struct stream *s, struct verdict *v)
 {
 	uint64_t max;
 
-	if (!s->info)
-		return true;
+	if (!s->info) {
+		/* Unknown optional records: at most 64 MiB (spec, R4). */
+		if (s->length <= UNKNOWN_OPTIONAL_MAX)
+			return true;
+		return reject(v, "R1", s->rec_offset,
+			      "%s record length %" PRIu32 " exceeds the 64 MiB"
+			      " bound of unknown optional records",
+			      s->type_name, s->length);
+	}
 	max = type_max_length(s->info->type, s->hdr.page_size);
 	if (s->length <= max)
 		return true;

@@ -1,6 +1,7 @@
 #include "stream/record_reader.h"
 
 #include <cstdio>
+#include <cstring>
 
 namespace ftsync::internal {
 namespace {
@@ -24,14 +25,22 @@ Status RecordReader::Read(std::span<uint8_t> buf, const char* what) {
 }
 
 Result<StreamHeader> RecordReader::ReadHeader() {
-  uint8_t b[kStreamHeaderSize];
-  Status s = source_->ReadExact(b);
+  // Magic and version first: a peer of another version may well have a
+  // header of another size, and deserves a version error, not "truncated".
+  uint8_t b[kStreamHeaderSize] = {};
+  Status s = source_->ReadExact(std::span<uint8_t>(b, 12));
+  if (s.ok()) {
+    offset_ += 12;
+    if (std::memcmp(b, kMagic, 8) != 0 || GetLE32(b + 8) != kVersion)
+      return ParseStreamHeader(b, back_channel_);  // H1 or H2
+    s = source_->ReadExact(std::span<uint8_t>(b + 12, kStreamHeaderSize - 12));
+  }
   if (!s.ok()) {
     if (s.code() == Errc::kPeerGone || s.code() == Errc::kCorruption)
       return Status(Errc::kCorruption, "[H9] truncated: stream ends inside the stream header");
     return s;
   }
-  offset_ += kStreamHeaderSize;
+  offset_ += kStreamHeaderSize - 12;
   Result<StreamHeader> h = ParseStreamHeader(b, back_channel_);
   if (h.ok()) header_ = *h;
   return h;
@@ -56,22 +65,23 @@ Result<RecordView> RecordReader::Next() {
       return Status(Errc::kCorruption, "[R4] unknown mandatory record " + name + At(start));
     if (known && optional)
       return Status(Errc::kCorruption, "[R5] " + name + " marked optional" + At(start));
+    if (known && !TypeAllowedOn(number, back_channel_))
+      return Status(Errc::kProtocol, std::string(back_channel_ ? "[B2] " : "[R8] ") + name +
+                                         " is not allowed on the " +
+                                         (back_channel_ ? "back channel" : "forward stream") +
+                                         At(start));
     size_t max = MaxBodyLength(number, header_.page_size);
     if (length > max)
       return Status(Errc::kCorruption, "[R1] " + name + " length " + std::to_string(length) +
                                            " exceeds the maximum " + std::to_string(max) + At(start));
-    if (known && !TypeAllowedOn(number, back_channel_))
-      return Status(Errc::kProtocol, "[R8] " + name + " is not allowed on the " +
-                                         (back_channel_ ? "back channel" : "forward stream") +
-                                         At(start));
     size_t padded = PaddedLength(length);
     body_.resize(padded);
     FTSYNC_RETURN_IF_ERROR(Read(body_, (name + " body").c_str()));
+    if (RecordChecksum(type, body_.data(), length) != checksum)
+      return Status(Errc::kCorruption, "[R2] " + name + ": checksum mismatch" + At(start));
     for (size_t i = length; i < padded; ++i)
       if (body_[i] != 0)
         return Status(Errc::kCorruption, "[R3] " + name + ": non-zero padding" + At(start));
-    if (RecordChecksum(type, body_.data(), length) != checksum)
-      return Status(Errc::kCorruption, "[R2] " + name + ": checksum mismatch" + At(start));
     if (!known) continue;  // optional and unknown: skipped
     return RecordView{number, std::span<const uint8_t>(body_.data(), length), start};
   }

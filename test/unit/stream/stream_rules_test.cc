@@ -560,7 +560,7 @@ TEST_CASE("B2: a forward-only record on the back channel is rejected", "[stream]
   REQUIRE(rd.ReadHeader().ok());
   auto r = rd.Next();
   CHECK(r.status().code() == Errc::kProtocol);
-  CHECK(r.status().context().find("[R8]") != std::string::npos);
+  CHECK(r.status().context().find("[B2]") != std::string::npos);
 }
 
 TEST_CASE("NACK from the backup stops the primary with its message", "[stream]") {
