@@ -11,7 +11,7 @@
 namespace ftsync::bench {
 
 PageBuffer::PageBuffer(size_t bytes, uint8_t fill) : size_(bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) {
     std::fprintf(stderr, "ftsync_bench: mmap of %zu bytes failed\n", bytes);
     std::exit(1);
