@@ -50,8 +50,8 @@ class UffdWpRegistration {
  public:
   // Prerequisites: [addr, addr+len) is mapped in this process, addr and len
   // are multiples of the page size, len > 0, and no part of the range is
-  // registered with another userfaultfd. Anonymous, memfd, tmpfs
-  // (/dev/shm) and hugetlbfs mappings work.
+  // registered with another userfaultfd. Anonymous (including transparent
+  // huge pages), memfd and tmpfs (/dev/shm) mappings are tested.
   // Effect on success: creates a userfaultfd (close-on-exec, non-blocking),
   // enables write-protect async mode, registers the range and
   // write-protects all of it, so that every later write to a page marks

@@ -155,6 +155,12 @@ Status PagemapDirtyTracker::Scan(uint64_t first, uint64_t count, bool clear,
     }
     for (int i = 0; i < n; ++i) {
       const Region& r = regions_[i];
+      if (r.start < start || r.end > end || r.start >= r.end) {
+        return Status(Errc::kInternal,
+                      "PAGEMAP_SCAN: region " + Hex(r.start) + "-" +
+                          Hex(r.end) + " outside " + Hex(start) + "-" +
+                          Hex(end));
+      }
       SetRun(out, (r.start - addr_) / page_size_,
              (r.end - r.start) / page_size_);
     }

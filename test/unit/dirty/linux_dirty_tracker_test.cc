@@ -414,7 +414,8 @@ TEST_CASE("concurrent writers: no write is lost", "[linux]") {
   });
   DirtyBitmap seen(m.pages());
   int scans = 0;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
   Status st;
   while (st.ok() && std::chrono::steady_clock::now() < deadline) {
     DirtyBitmap got;
@@ -494,7 +495,9 @@ bool WriteFull(int fd, const void* buf, size_t n) {
     if (c.op == kOpExit) _exit(0);
     std::vector<uint64_t> pages(c.count);
     if (!ReadFull(cmd_fd, pages.data(), c.count * sizeof(uint64_t))) _exit(14);
-    for (uint64_t pg : pages) p[pg * kPage + ChildOffset(pg)] = ChildByte(pg, round);
+    for (uint64_t pg : pages) {
+      p[pg * kPage + ChildOffset(pg)] = ChildByte(pg, round);
+    }
     char ok = 'k';
     if (!WriteFull(ack_fd, &ok, 1)) _exit(15);
   }
@@ -643,7 +646,8 @@ TEST_CASE("scanning an unregistered range names the problem", "[linux]") {
   REQUIRE(tracker.ok());
   PagemapDirtyTracker* t = tracker.value().get();
   char hex[32];
-  snprintf(hex, sizeof(hex), "0x%llx", static_cast<unsigned long long>(m.addr()));
+  snprintf(hex, sizeof(hex), "0x%llx",
+           static_cast<unsigned long long>(m.addr()));
   const std::string pid = "pid " + std::to_string(getpid());
 
   auto check_unregistered = [&](const Status& st) {
