@@ -18,8 +18,8 @@ constexpr size_t kPageSize = 4096;
 
 struct BenchConfig {
   bool quick = false;  // smaller sizes, for a smoke run
-  int reps = 7;        // timed repetitions per micro measurement
-  int epochs = 7;      // measured epochs per dirty-page count
+  int reps = 9;        // timed repetitions per micro measurement
+  int epochs = 9;      // measured epochs per dirty-page count
   uint64_t seed = 42;  // page choices (splitmix64)
 };
 
