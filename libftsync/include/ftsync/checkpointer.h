@@ -50,6 +50,11 @@ struct CheckpointerOptions {
   uint64_t precopy_min_pages = 64;
   // Frames per PAGE_DATA record (at most 4 MiB / page size).
   uint32_t batch_pages = 1024;
+  // Staging area allocated (and touched) at Start(), in frames. It grows
+  // after each epoch to twice that epoch's dirty frames, outside the pause;
+  // only an epoch larger than everything before pays for growth while the
+  // guest is paused. 0: start empty.
+  uint64_t staging_reserve_pages = 4096;
   // Session identifier for the stream header; 0 picks a random one.
   uint64_t session = 0;
   // Keep the stats of the newest N epochs (stats_history()).

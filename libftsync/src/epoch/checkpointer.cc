@@ -17,6 +17,30 @@ using namespace internal;
 
 namespace {
 
+// The buffer dirty frames are copied into while the guest is paused. It
+// never shrinks, and grows without copying or zero-filling its old contents
+// (they are dead by then). Reserve() is called after each epoch, with the
+// guest running, and touches the new memory so that the next pause does not
+// pay page faults for it.
+class StagingArea {
+ public:
+  uint8_t* data() { return buf_.get(); }
+  void EnsureCapacity(size_t bytes) {
+    if (bytes <= cap_) return;
+    buf_.reset(new uint8_t[bytes]);  // uninitialised: no zero-fill
+    cap_ = bytes;
+  }
+  void Reserve(size_t bytes) {
+    if (bytes <= cap_) return;
+    EnsureCapacity(bytes);
+    for (size_t off = 0; off < bytes; off += 4096) buf_[off] = 0;  // fault in now
+  }
+
+ private:
+  std::unique_ptr<uint8_t[]> buf_;
+  size_t cap_ = 0;
+};
+
 // An epoch on the stream whose ACK has not arrived. Its frames are kept so
 // their dirty bits can be put back if the session dies before the ACK.
 struct InFlight {
@@ -52,7 +76,7 @@ struct Checkpointer::Impl {
 
   // Staging area: the dirty frames of the epoch being taken, copied while
   // the guest is paused.
-  std::vector<uint8_t> staging;
+  StagingArea staging;
   std::vector<uint64_t> pfns;
   std::vector<int> errors;
   DirtyBitmap bitmap;
@@ -154,7 +178,8 @@ struct Checkpointer::Impl {
     if (s.ok()) {
       if (carry) bitmap.Merge(*carry);
       bitmap.AppendSetBits(&pfns);
-      if (staging.size() < pfns.size() * page_size) staging.resize(pfns.size() * page_size);
+      // Grows here only on a spike; see StagingArea.
+      staging.EnsureCapacity(pfns.size() * page_size);
       es->unreadable_pages = 0;
       s = ReadInto(pfns, staging.data(), &es->unreadable_pages).Annotate("copy dirty frames");
     }
@@ -214,6 +239,9 @@ struct Checkpointer::Impl {
     in_flight.push_back(InFlight{epoch, pfns, now});
     next_epoch = epoch + 1;
     Record(*es);
+    // Outside the pause: make room for an epoch twice this size, so the
+    // next pause finds the staging area allocated and touched.
+    staging.Reserve(std::min<uint64_t>(2 * pfns.size(), header.frame_count) * page_size);
     return Status::OK();
   }
 
@@ -343,6 +371,7 @@ Status Checkpointer::Start() {
   s = CheckEchoedHeader(m.header, *bh);
   if (!s.ok()) return m.Fail(s);
 
+  m.staging.Reserve(std::min<uint64_t>(m.opts.staging_reserve_pages, m.header.frame_count) * m.page_size);
   s = m.domain->EnableDirtyLog();
   if (!s.ok()) return m.Fail(s.Annotate("enable dirty logging on " + m.domain->Name()));
   m.log_enabled = true;

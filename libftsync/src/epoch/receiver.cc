@@ -27,6 +27,7 @@ struct Receiver::Impl {
 
   // The open epoch: PAGE_DATA bodies kept whole (epochs > 0), device state.
   std::vector<std::vector<uint8_t>> page_bodies;
+  std::vector<std::vector<uint8_t>> spare_bodies;  // recycled buffers
   std::vector<uint8_t> state;
   std::vector<PageWrite> writes;
 
@@ -69,8 +70,15 @@ struct Receiver::Impl {
       stats.discarded_epochs++;
     }
     if (validator && validator->in_epoch() && validator->open_epoch() == 0) replica->AbortFull();
-    page_bodies.clear();
+    RecycleBodies();
     state.clear();
+  }
+
+  void RecycleBodies() {
+    // Keep a few buffers for the next epoch; more would only hold memory.
+    for (auto& b : page_bodies)
+      if (spare_bodies.size() < 64) spare_bodies.push_back(std::move(b));
+    page_bodies.clear();
   }
 
   Status Commit(uint64_t epoch) {
@@ -89,7 +97,7 @@ struct Receiver::Impl {
       pages = writes.size();
       s = replica->ApplyEpoch(header.session, epoch, writes, state);
     }
-    page_bodies.clear();
+    RecycleBodies();
     state.clear();
     if (!s.ok()) return s.Annotate("applying epoch " + std::to_string(epoch));
     {
@@ -181,7 +189,13 @@ Result<bool> Receiver::Step() {
         Status s = m.replica->WriteFullPages(m.writes);
         if (!s.ok()) return m.Reject(s, 0);
       } else {
-        m.page_bodies.emplace_back(r->body.begin(), r->body.end());
+        // Keep the reader's buffer itself; hand it a recycled one.
+        std::vector<uint8_t> spare;
+        if (!m.spare_bodies.empty()) {
+          spare = std::move(m.spare_bodies.back());
+          m.spare_bodies.pop_back();
+        }
+        m.page_bodies.push_back(m.reader.TakeBody(std::move(spare)));
       }
       break;
     case ForwardEvent::kState:

@@ -83,8 +83,16 @@ Result<RecordView> RecordReader::Next() {
       if (body_[i] != 0)
         return Status(Errc::kCorruption, "[R3] " + name + ": non-zero padding" + At(start));
     if (!known) continue;  // optional and unknown: skipped
+    body_length_ = length;
     return RecordView{number, std::span<const uint8_t>(body_.data(), length), start};
   }
+}
+
+std::vector<uint8_t> RecordReader::TakeBody(std::vector<uint8_t> spare) {
+  std::vector<uint8_t> out = std::move(body_);
+  out.resize(body_length_);
+  body_ = std::move(spare);
+  return out;
 }
 
 }  // namespace ftsync::internal

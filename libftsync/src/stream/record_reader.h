@@ -33,6 +33,11 @@ class RecordReader {
   // kPeerGone ("end of stream"); inside a record it is kCorruption [R6].
   Result<RecordView> Next();
 
+  // Hands over the buffer holding the last record's body (trimmed to its
+  // length) and continues with `spare` as the reading buffer, so a caller
+  // can keep a body without copying it.
+  std::vector<uint8_t> TakeBody(std::vector<uint8_t> spare);
+
   uint64_t bytes_read() const { return offset_; }
   const StreamHeader& header() const { return header_; }
 
@@ -44,6 +49,7 @@ class RecordReader {
   StreamHeader header_;
   uint64_t offset_ = 0;
   std::vector<uint8_t> body_;
+  size_t body_length_ = 0;
 };
 
 }  // namespace ftsync::internal

@@ -6,6 +6,9 @@
 #include <vector>
 
 namespace ftsync::internal {
+
+void RecordWriter::HashStateDeleter::operator()(XXH3_state_s* s) const { XXH3_freeState(s); }
+
 namespace {
 constexpr uint8_t kZeros[8] = {};
 }  // namespace
@@ -28,11 +31,11 @@ Status RecordWriter::WriteRecord(uint32_t type, std::span<const ConstBuffer> par
   if (parts.size() == 1) {
     checksum = XXH3_64bits_withSeed(parts[0].data(), length, seed);
   } else {
-    XXH3_state_t* st = XXH3_createState();
+    if (!hash_) hash_.reset(XXH3_createState());
+    XXH3_state_t* st = hash_.get();
     XXH3_64bits_reset_withSeed(st, seed);
     for (ConstBuffer p : parts) XXH3_64bits_update(st, p.data(), p.size());
     checksum = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
   }
   uint8_t header[kRecordHeaderSize];
   PutLE32(header, type);

@@ -4,6 +4,7 @@
 #define FTSYNC_SRC_STREAM_RECORD_WRITER_H_
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,8 @@
 #include "ftsync/io.h"
 #include "ftsync/status.h"
 #include "stream/stream_header.h"
+
+struct XXH3_state_s;
 
 namespace ftsync::internal {
 
@@ -39,6 +42,10 @@ class RecordWriter {
   ByteSink* sink_;
   uint64_t bytes_written_ = 0;
   std::vector<uint8_t> scratch_;
+  struct HashStateDeleter {
+    void operator()(XXH3_state_s* s) const;
+  };
+  std::unique_ptr<XXH3_state_s, HashStateDeleter> hash_;  // multi-part checksums
 };
 
 }  // namespace ftsync::internal

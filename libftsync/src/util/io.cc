@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -39,7 +40,10 @@ Status ByteSource::ReadExact(std::span<uint8_t> buf) {
 struct MemoryPipe::State {
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<uint8_t> data;
+  // Written bytes as the writer's chunks; the reader consumes the front one
+  // from `offset`.
+  std::deque<std::vector<uint8_t>> data;
+  size_t offset = 0;
   bool writer_closed = false;
   bool reader_closed = false;
   uint64_t written = 0;
@@ -54,10 +58,14 @@ class PipeSink : public ByteSink {
     std::lock_guard<std::mutex> lock(s_->mu);
     if (s_->reader_closed) return Status(Errc::kPeerGone, "pipe reader closed");
     if (s_->writer_closed) return Status(Errc::kFailedPrecondition, "write after close");
-    for (ConstBuffer b : buffers) {
-      s_->data.insert(s_->data.end(), b.begin(), b.end());
-      s_->written += b.size();
-    }
+    size_t total = 0;
+    for (ConstBuffer b : buffers) total += b.size();
+    if (total == 0) return Status::OK();
+    std::vector<uint8_t> chunk;
+    chunk.reserve(total);
+    for (ConstBuffer b : buffers) chunk.insert(chunk.end(), b.begin(), b.end());
+    s_->data.push_back(std::move(chunk));
+    s_->written += total;
     s_->cv.notify_all();
     return Status::OK();
   }
@@ -79,9 +87,18 @@ class PipeSource : public ByteSource {
     std::unique_lock<std::mutex> lock(s_->mu);
     s_->cv.wait(lock, [&] { return !s_->data.empty() || s_->writer_closed || s_->reader_closed; });
     if (s_->reader_closed) return Status(Errc::kFailedPrecondition, "read after close");
-    size_t n = std::min(buf.size(), s_->data.size());
-    std::copy_n(s_->data.begin(), n, buf.begin());
-    s_->data.erase(s_->data.begin(), s_->data.begin() + n);
+    size_t n = 0;
+    while (n < buf.size() && !s_->data.empty()) {
+      const std::vector<uint8_t>& front = s_->data.front();
+      size_t take = std::min(buf.size() - n, front.size() - s_->offset);
+      std::memcpy(buf.data() + n, front.data() + s_->offset, take);
+      n += take;
+      s_->offset += take;
+      if (s_->offset == front.size()) {
+        s_->data.pop_front();
+        s_->offset = 0;
+      }
+    }
     return n;
   }
   Result<bool> WaitReadable(int timeout_ms) override {
@@ -210,6 +227,7 @@ void MemoryPipe::CloseReader() {
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->reader_closed = true;
   state_->data.clear();
+  state_->offset = 0;
   state_->cv.notify_all();
 }
 uint64_t MemoryPipe::bytes_written() const {
