@@ -37,10 +37,13 @@ CAPI_TEST := $(BUILD)/bin/ftsync_capi_test
 VERIFY   := $(BUILD)/bin/ftsync-verify-stream
 BENCH    := $(BUILD)/bin/ftsync_bench
 LOCAL_DEMO := $(BUILD)/bin/ftsync-local-demo
+FTD      := $(BUILD)/bin/ftd
+FTD_SRCS := $(sort $(wildcard ftd/*.cc))
+FTD_OBJS := $(FTD_SRCS:%.cc=$(BUILD)/%.o)
 PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
 
 .PHONY: all deps check check-fast bench demo install clean
-all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO)
+all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD)
 
 deps:
 	@scripts/install-deps.sh build
@@ -87,6 +90,12 @@ $(VERIFY): xen-tools/ftsync-verify-stream.c
 $(PC): libftsync/libftsync.pc.in Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@INCLUDEDIR@|$(abspath libftsync/include)|; s|@LIBDIR@|$(abspath $(BUILD)/lib)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+# The daemon links the static library; the in-memory domain of
+# libftsync_testing.a backs `--hypervisor fake`.
+$(FTD): $(FTD_OBJS) $(TESTING_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $(FTD_OBJS) $(TESTING_A) $(LIB_A) $(FT_LIBS) -lssl -lcrypto
 
 $(LOCAL_DEMO): $(BUILD)/test/demo/local_demo.o $(TESTING_A) $(LIB_A)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,201 @@
+#include "options.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace ftd {
+namespace {
+using ftsync::Errc;
+using ftsync::Status;
+
+struct OptionDef {
+  const char* name;
+  const char* meta;  // nullptr: a flag
+  const char* help;
+  std::function<std::string(const Options&)> show;
+  std::function<bool(Options*, const std::string&)> set;
+};
+
+bool ToInt(const std::string& v, long lo, long hi, long* out) {
+  char* end = nullptr;
+  long x = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end || x < lo || x > hi) return false;
+  *out = x;
+  return true;
+}
+
+template <typename T>
+OptionDef IntOpt(const char* name, const char* help, T Options::*field, long lo, long hi) {
+  return {name, "N", help, [field](const Options& o) { return std::to_string(o.*field); },
+          [field, lo, hi](Options* o, const std::string& v) {
+            long x;
+            if (!ToInt(v, lo, hi, &x)) return false;
+            o->*field = static_cast<T>(x);
+            return true;
+          }};
+}
+
+OptionDef StrOpt(const char* name, const char* meta, const char* help, std::string Options::*field) {
+  return {name, meta, help, [field](const Options& o) { return o.*field; },
+          [field](Options* o, const std::string& v) {
+            o->*field = v;
+            return true;
+          }};
+}
+
+OptionDef FlagOpt(const char* name, const char* help, bool Options::*field, bool value) {
+  return {name, nullptr, help, [field, value](const Options& o) { return o.*field == value ? "on" : "off"; },
+          [field, value](Options* o, const std::string&) {
+            o->*field = value;
+            return true;
+          }};
+}
+
+const std::vector<OptionDef>& Defs() {
+  static const std::vector<OptionDef> defs = {
+      StrOpt("listen", "HOST:PORT", "backup: address to accept the primary on", &Options::listen),
+      StrOpt("peer", "HOST:PORT", "primary: the backup's address (required for primary)", &Options::peer),
+      StrOpt("tls-ca", "FILE", "CA certificate that signed the peer's certificate", &Options::tls_ca),
+      StrOpt("tls-cert", "FILE", "this host's certificate", &Options::tls_cert),
+      StrOpt("tls-key", "FILE", "this host's private key", &Options::tls_key),
+      FlagOpt("insecure-plaintext",
+              "INSECURE: replicate without TLS; anyone who can reach the port can read the VM's memory "
+              "and write into the replica",
+              &Options::insecure_plaintext, true),
+      IntOpt("interval", "epoch length in ms (10..10000): shorter = less output latency, more overhead",
+             &Options::interval_ms, 10, 10000),
+      IntOpt("max-in-flight", "epochs sent but not yet acknowledged before the primary waits (1..64)",
+             &Options::max_in_flight, 1, 64),
+      IntOpt("heartbeat", "heartbeat period in ms, both directions (10..10000)", &Options::heartbeat_ms, 10, 10000),
+      IntOpt("missed-heartbeats", "heartbeat periods of silence before the peer is declared dead (1..100)",
+             &Options::missed_heartbeats, 1, 100),
+      IntOpt("reconnect", "primary: ms between attempts to reach a lost backup (10..600000)",
+             &Options::reconnect_ms, 10, 600000),
+      StrOpt("hypervisor", "NAME", "fake (in-memory domain, for tests) or qemu", &Options::hypervisor),
+      IntOpt("fake-frames", "fake: guest frames of 4 KiB", &Options::fake_frames, 1, 1L << 30),
+      StrOpt("fake-workload", "NAME", "fake: sequential|hot|sparse|scribble|zero|mixed", &Options::fake_workload),
+      IntOpt("fake-seed", "fake: workload seed", &Options::fake_seed, 0, 1L << 62),
+      StrOpt("replica-dir", "DIR", "backup: replica directory (memory image, state)", &Options::replica_dir),
+      FlagOpt("no-promote", "backup: keep the replica but never take over", &Options::promote, false),
+      StrOpt("control", "PATH", "unix socket for status, stats, failover, stop", &Options::control),
+      StrOpt("config", "FILE", "read options from FILE (name = value lines) before the command line",
+             &Options::config),
+  };
+  return defs;
+}
+
+const OptionDef* Find(const std::string& name) {
+  for (const OptionDef& d : Defs())
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+Status Apply(Options* o, const std::string& name, const std::string* value, const std::string& where) {
+  const OptionDef* d = Find(name);
+  if (!d) return Status(Errc::kInvalidArgument, where + ": unknown option '" + name + "' (see ftd --help)");
+  if (!d->meta) return d->set(o, ""), Status::OK();
+  if (!value) return Status(Errc::kInvalidArgument, where + ": option '" + name + "' needs a value");
+  if (!d->set(o, *value))
+    return Status(Errc::kInvalidArgument, where + ": bad value '" + *value + "' for '" + name + "'");
+  return Status::OK();
+}
+
+Status ReadConfig(const std::string& path, Options* o) {
+  std::ifstream f(path);
+  if (!f) return Status(Errc::kNotFound, "cannot read configuration file " + path);
+  std::string line;
+  for (int n = 1; std::getline(f, line); ++n) {
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    auto trim = [](std::string s) {
+      size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t\r");
+      return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+    };
+    line = trim(line);
+    if (line.empty()) continue;
+    auto eq = line.find('=');
+    std::string name = trim(line.substr(0, eq));
+    std::string where = path + ":" + std::to_string(n);
+    if (eq == std::string::npos) {
+      FTSYNC_RETURN_IF_ERROR(Apply(o, name, nullptr, where));
+    } else {
+      std::string value = trim(line.substr(eq + 1));
+      FTSYNC_RETURN_IF_ERROR(Apply(o, name, &value, where));
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string HelpText() {
+  Options d;
+  std::ostringstream s;
+  s << "usage: ftd primary --peer HOST:PORT [options]\n"
+       "       ftd backup [--listen HOST:PORT] [options]\n"
+       "       ftd ctl [--control PATH] status|stats|stats-json|failover|stop\n\n"
+       "ftd protects a virtual machine: the primary checkpoints it every epoch to the\n"
+       "backup, which keeps a replica and takes over when the primary dies.\n\n"
+       "options (default in brackets; the same names work in a --config file):\n";
+  for (const OptionDef& o : Defs()) {
+    std::string left = std::string("  --") + o.name + (o.meta ? std::string(" ") + o.meta : "");
+    if (left.size() < 30) left.resize(30, ' ');
+    std::string def = o.show(d);
+    s << left << " " << o.help << " [" << (def.empty() ? "none" : def) << "]\n";
+  }
+  return s.str();
+}
+
+Status ParseOptions(int argc, char** argv, Options* out, std::string* help) {
+  Options o;
+  std::vector<std::pair<std::string, const std::string*>> flags;
+  std::vector<std::string> values;
+  values.reserve(static_cast<size_t>(argc));
+  int i = 1;
+  if (argc > 1 && std::string(argv[1]) != "--help" && std::string(argv[1]) != "-h") {
+    std::string role = argv[1];
+    if (role == "primary") o.role = RoleKind::kPrimary;
+    else if (role == "backup") o.role = RoleKind::kBackup;
+    else return Status(Errc::kInvalidArgument, "first argument must be 'primary', 'backup' or 'ctl', not '" + role + "'");
+    i = 2;
+  }
+  std::vector<std::pair<std::string, std::string>> cli;  // name, value ("\x01" = none)
+  for (; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      *help = HelpText();
+      return Status::OK();
+    }
+    if (a.rfind("--", 0) != 0) return Status(Errc::kInvalidArgument, "unexpected argument '" + a + "'");
+    std::string name = a.substr(2), value = "\x01";
+    auto eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    if (!Find(name)) return Status(Errc::kInvalidArgument, "unknown option '--" + name + "' (see ftd --help)");
+    if (eq != std::string::npos) {
+    } else if (const OptionDef* d = Find(name); d && d->meta) {
+      if (i + 1 >= argc) return Status(Errc::kInvalidArgument, "option --" + name + " needs a value");
+      value = argv[++i];
+    }
+    cli.emplace_back(name, value);
+  }
+  for (auto& [name, value] : cli)
+    if (name == "config") o.config = value;
+  if (!o.config.empty()) FTSYNC_RETURN_IF_ERROR(ReadConfig(o.config, &o));
+  for (auto& [name, value] : cli)
+    FTSYNC_RETURN_IF_ERROR(Apply(&o, name, value == "\x01" ? nullptr : &value, "command line"));
+  if (argc < 2) return Status(Errc::kInvalidArgument, "missing role: ftd primary|backup|ctl (see ftd --help)");
+  if (o.role == RoleKind::kPrimary && o.peer.empty())
+    return Status(Errc::kInvalidArgument, "primary needs --peer HOST:PORT (the backup)");
+  if (!o.insecure_plaintext && (o.tls_ca.empty() || o.tls_cert.empty() || o.tls_key.empty()))
+    return Status(Errc::kInvalidArgument,
+                  "TLS needs --tls-ca, --tls-cert and --tls-key (or --insecure-plaintext, which is insecure)");
+  *out = o;
+  return Status::OK();
+}
+
+}  // namespace ftd

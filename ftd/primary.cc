@@ -1,0 +1,258 @@
+// The primary: launches the guest, connects to the backup, checkpoints every
+// interval. Without a backup the guest keeps running unprotected (with a
+// warning) and ftd reconnects; a new connection starts with a full resync.
+#include <chrono>
+#include <future>
+#include <sstream>
+
+#include "roles.h"
+
+namespace ftd {
+using ftsync::Errc;
+using ftsync::Status;
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+ftsync::Result<Tcp::endpoint> ParseEndpoint(asio::io_context& io, const std::string& hp) {
+  auto colon = hp.rfind(':');
+  if (colon == std::string::npos) return Status(Errc::kInvalidArgument, "'" + hp + "' is not HOST:PORT");
+  std::string host = hp.substr(0, colon), port = hp.substr(colon + 1);
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  boost::system::error_code ec;
+  Tcp::resolver r(io);
+  auto res = r.resolve(host, port, Tcp::resolver::numeric_service, ec);
+  if (ec || res.empty()) return Status(Errc::kNotFound, "cannot resolve '" + hp + "': " + ec.message());
+  return res.begin()->endpoint();
+}
+
+namespace {
+
+class Primary : public Role {
+ public:
+  Primary(const Options& o, asio::io_context& io, StderrLogger* log) : o_(o), io_(io), log_(log) {}
+  ~Primary() override {
+    Stop();
+    Wait();
+  }
+
+  Status Start() override {
+    if (!o_.insecure_plaintext) {
+      auto ctx = MakeTlsContext({o_.tls_ca, o_.tls_cert, o_.tls_key}, false);
+      if (!ctx.ok()) return ctx.status();
+      tls_ = *ctx;
+    } else {
+      log_->Warn("replicating WITHOUT TLS (--insecure-plaintext): the VM's memory crosses the network in clear");
+    }
+    auto ep = ParseEndpoint(io_, o_.peer);
+    if (!ep.ok()) return ep.status();
+    peer_ = *ep;
+    auto g = LaunchGuest(o_);
+    if (!g.ok()) return g.status().Annotate("launch guest");
+    guest_ = std::move(g).value();
+    log_->Info("guest running: " + guest_->Describe());
+    engine_ = std::thread([this] { EngineLoop(); });
+    heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+    return Status::OK();
+  }
+
+  std::string StatusLine() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::ostringstream s;
+    s << "role=primary state=" << state_ << " backup=" << o_.peer;
+    if (cp_) s << " session=" << std::hex << cp_->session() << std::dec << " epoch=" << cp_->next_epoch()
+               << " acked=" << cp_->last_acked_epoch();
+    s << " sessions=" << sessions_;
+    return s.str();
+  }
+
+  std::string StatsText() override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!cp_) return "no session (" + state_ + ")";
+    ftsync::CheckpointerStats st = cp_->stats();
+    std::ostringstream s;
+    s << "epochs sent " << st.epochs_sent << ", acked " << st.epochs_acked << ", in flight " << st.in_flight
+      << "\nlast epoch " << st.last.epoch << ": " << st.last.dirty_pages << " dirty pages, "
+      << st.last.bytes_wire << " bytes, paused " << st.last.paused_us << " us (harvest " << st.last.harvest_us
+      << ", copy " << st.last.copy_us << ", state " << st.last.state_save_us << "), ack latency "
+      << st.last.ack_latency_us << " us\ntotal " << st.total_bytes_wire << " bytes, "
+      << st.total_dirty_pages << " dirty pages";
+    return s.str();
+  }
+
+  std::string StatsJson() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::ostringstream s;
+    s << "{\"role\":\"primary\",\"state\":\"" << state_ << "\",\"sessions\":" << sessions_;
+    if (cp_) {
+      ftsync::CheckpointerStats st = cp_->stats();
+      s << ",\"epochs_sent\":" << st.epochs_sent << ",\"epochs_acked\":" << st.epochs_acked
+        << ",\"in_flight\":" << st.in_flight << ",\"total_bytes_wire\":" << st.total_bytes_wire
+        << ",\"total_dirty_pages\":" << st.total_dirty_pages << ",\"last\":{\"epoch\":" << st.last.epoch
+        << ",\"dirty_pages\":" << st.last.dirty_pages << ",\"bytes_wire\":" << st.last.bytes_wire
+        << ",\"paused_us\":" << st.last.paused_us << ",\"harvest_us\":" << st.last.harvest_us
+        << ",\"copy_us\":" << st.last.copy_us << ",\"state_save_us\":" << st.last.state_save_us
+        << ",\"ack_latency_us\":" << st.last.ack_latency_us << "}";
+    }
+    s << "}";
+    return s.str();
+  }
+
+  std::string Failover() override { return "error: failover is a backup command (run it on the backup)"; }
+
+  void Stop() override { stop_ = true; }
+
+  void Wait() override {
+    if (engine_.joinable()) engine_.join();
+    if (heartbeat_.joinable()) heartbeat_.join();
+  }
+
+ private:
+  void SetState(const std::string& s) {
+    std::lock_guard<std::mutex> l(mu_);
+    state_ = s;
+  }
+
+  // Connects and handshakes (TLS); returns the connection or why not.
+  ftsync::Result<std::shared_ptr<Connection>> Connect() {
+    Tcp::socket sock(io_);
+    boost::system::error_code ec;
+    sock.connect(peer_, ec);
+    if (ec) return Status(Errc::kPeerGone, "cannot reach backup " + o_.peer + ": " + ec.message());
+    auto conn = std::make_shared<Connection>(io_, std::move(sock), tls_, false);
+    std::promise<Status> done;
+    conn->Start([&done](Status s) { done.set_value(s); });
+    Status s = done.get_future().get();
+    if (!s.ok()) return s;
+    return conn;
+  }
+
+  void EndSession(const Status& why) {
+    std::shared_ptr<ftsync::Checkpointer> cp;
+    std::shared_ptr<Connection> conn;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cp = std::move(cp_);
+      conn = std::move(conn_);
+      state_ = "unprotected";
+    }
+    if (conn) conn->Close(why.ToString());
+    log_->Warn("lost the backup (" + why.ToString() +
+               "): the VM keeps running UNPROTECTED; reconnecting every " + std::to_string(o_.reconnect_ms) + " ms");
+  }
+
+  void EngineLoop() {
+    uint64_t next_attempt = 0;
+    while (!stop_) {
+      bool have_session;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        have_session = cp_ != nullptr;
+      }
+      if (!have_session && NowNs() >= next_attempt) {
+        next_attempt = NowNs() + static_cast<uint64_t>(o_.reconnect_ms) * 1000000;
+        auto conn = Connect();
+        if (!conn.ok()) {
+          SetState("unprotected");
+          log_->Warn(conn.status().ToString() + ": the VM runs UNPROTECTED until a backup answers");
+        } else {
+          ftsync::CheckpointerOptions co;
+          co.max_in_flight = o_.max_in_flight;
+          co.logger = log_;
+          auto cp = std::make_shared<ftsync::Checkpointer>(guest_->domain(), &(*conn)->sink(), &(*conn)->source(), co);
+          {
+            std::lock_guard<std::mutex> l(mu_);
+            cp_ = cp;
+            conn_ = *conn;
+            state_ = "syncing";
+            ++sessions_;
+          }
+          log_->Info("connected to backup " + (*conn)->peer() + ": full synchronisation");
+          Status s = cp->Start();
+          if (s.ok()) {
+            SetState("protected");
+            log_->Info("protected: epoch 0 sent, " + std::to_string(cp->stats().last.bytes_wire) + " bytes");
+          } else {
+            EndSession(s);
+          }
+        }
+      }
+      Status s = guest_->RunFor(o_.interval_ms);
+      if (!s.ok()) {
+        log_->Error("guest failed: " + s.ToString());
+        break;
+      }
+      std::shared_ptr<ftsync::Checkpointer> cp;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        cp = cp_;
+      }
+      if (!cp) continue;
+      s = cp->Checkpoint();
+      if (s.ok()) s = cp->PollBackChannel(0);
+      if (!s.ok() && !s.IsRetryable()) EndSession(s);
+    }
+    // Deliberate stop: tell the backup not to fail over.
+    std::shared_ptr<ftsync::Checkpointer> cp;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cp = cp_;
+    }
+    if (cp) {
+      Status s = cp->Finish();
+      std::shared_ptr<Connection> conn;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        conn = conn_;
+      }
+      if (s.ok() && conn) s = conn->sink().Close();  // END must leave before we exit
+      log_->Info(s.ok() ? "session ended cleanly (END sent)" : "could not end the session cleanly: " + s.ToString());
+      if (conn) conn->Close("primary stopped");
+    }
+    SetState("stopped");
+  }
+
+  void HeartbeatLoop() {
+    const uint64_t timeout = static_cast<uint64_t>(o_.heartbeat_ms) * o_.missed_heartbeats * 1000000;
+    while (!stop_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(o_.heartbeat_ms));
+      std::shared_ptr<ftsync::Checkpointer> cp;
+      std::shared_ptr<Connection> conn;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        cp = cp_;
+        conn = conn_;
+      }
+      if (!cp || !conn) continue;
+      if (NowNs() - conn->last_rx_ns() > timeout) {
+        conn->Close("backup missed " + std::to_string(o_.missed_heartbeats) + " heartbeats");
+        continue;
+      }
+      (void)cp->SendHeartbeat();
+    }
+  }
+
+  Options o_;
+  asio::io_context& io_;
+  StderrLogger* log_;
+  std::shared_ptr<asio::ssl::context> tls_;
+  Tcp::endpoint peer_;
+  std::unique_ptr<Guest> guest_;
+  std::thread engine_, heartbeat_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::shared_ptr<ftsync::Checkpointer> cp_;
+  std::shared_ptr<Connection> conn_;
+  std::string state_ = "starting";
+  uint64_t sessions_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Role> MakePrimary(const Options& o, asio::io_context& io, StderrLogger* log) {
+  return std::make_unique<Primary>(o, io, log);
+}
+
+}  // namespace ftd

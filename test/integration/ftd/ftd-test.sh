@@ -1,0 +1,133 @@
+#!/bin/bash
+# Integration tests of the ftd daemon on loopback, with the in-memory domain
+# (--hypervisor fake): mutual TLS, heartbeats, promotion, the split-brain
+# guard, reconnection, clean stop, the control socket and --help.
+# Usage: test/integration/ftd/ftd-test.sh BUILD_DIR
+# Prints one line per check and "ftd: N passed, M failed".
+set -u
+build=${1:-build}
+ftd=$(cd "$build/bin" && pwd)/ftd
+work=$(mktemp -d /tmp/ftd-test.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  if [ "${failed:-0}" != 0 ] && [ -n "${FTD_TEST_KEEP:-}" ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT INT TERM
+passed=0; failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; failed=$((failed + 1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1" "${3:-}"; fi; }
+
+# Certificates: one CA for the pair, another for an impostor.
+cd "$work"
+mk_ca() { openssl req -x509 -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.crt" -days 2 -subj "/CN=$1" 2>/dev/null; }
+mk_cert() {
+  openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
+  openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" -CAcreateserial -out "$1.crt" -days 2 2>/dev/null
+}
+mk_ca ca; mk_ca rogue-ca; mk_cert primary ca; mk_cert backup ca; mk_cert rogue rogue-ca
+[ -s rogue.crt ] || { echo "FAIL cannot make certificates with openssl"; echo "ftd: 0 passed, 1 failed"; exit 1; }
+
+port=$((20000 + RANDOM % 20000))
+tls_b="--tls-ca ca.crt --tls-cert backup.crt --tls-key backup.key"
+tls_p="--tls-ca ca.crt --tls-cert primary.crt --tls-key primary.key"
+common="--interval 20 --heartbeat 50 --missed-heartbeats 3 --reconnect 200 --fake-frames 2048"
+ctl() { "$ftd" ctl --control "$work/$1.sock" "$2" 2>/dev/null; }
+start_backup() {
+  "$ftd" backup --listen 127.0.0.1:$port $tls_b $common --replica-dir "$work/replica" \
+    --control "$work/b.sock" "$@" 2>>"$work/b.log" &
+  bpid=$!; pids+=($bpid)
+  for _ in $(seq 50); do ctl b status >/dev/null && break; sleep 0.1; done
+}
+start_primary() {
+  "$ftd" primary --peer 127.0.0.1:$port $tls_p $common --control "$work/p.sock" "$@" 2>>"$work/p.log" &
+  ppid_=$!; pids+=($ppid_)
+}
+# Waits up to $2 tenths of a second for `ctl $1 status` to match $3.
+wait_status() {
+  for _ in $(seq "$2"); do ctl "$1" status | grep -q "$3" && return 0; sleep 0.1; done
+  return 1
+}
+epoch_of() { ctl "$1" status | sed -n 's/.*replica_epoch=\([0-9]*\).*/\1/p'; }
+
+# 1. --help documents every option with its default; bad input is refused clearly.
+help=$("$ftd" --help)
+check "--help lists every option with a default" \
+  '[ "$(echo "$help" | grep -c "^  --")" -ge 19 ] && ! echo "$help" | grep "^  --" | grep -qv "\[.*\]$"'
+out=$("$ftd" primary --peer 127.0.0.1:1 2>&1); rc=$?
+check "TLS is required unless --insecure-plaintext" '[ $rc = 2 ] && echo "$out" | grep -q "insecure-plaintext"' "$out"
+out=$("$ftd" backup --bogus 1 --insecure-plaintext 2>&1); rc=$?
+check "unknown option names the option" '[ $rc = 2 ] && echo "$out" | grep -q "bogus"' "$out"
+printf 'interval = 7\n' > bad.conf
+out=$("$ftd" backup --config bad.conf --insecure-plaintext 2>&1); rc=$?
+check "bad config value names file and line" '[ $rc = 2 ] && echo "$out" | grep -q "bad.conf:1"' "$out"
+
+# 2. A primary with a certificate from another CA is refused; nothing is written.
+start_backup
+"$ftd" primary --peer 127.0.0.1:$port --tls-ca ca.crt --tls-cert rogue.crt --tls-key rogue.key $common \
+  --control "$work/r.sock" 2>>"$work/r.log" &
+rpid=$!; pids+=($rpid)
+sleep 1.5
+kill -9 $rpid 2>/dev/null
+check "impostor certificate is refused by the backup" 'grep -q "refused.*TLS handshake" b.log' "$(tail -3 b.log)"
+check "impostor wrote nothing into the replica" '[ ! -e replica/current ]'
+
+# 3. A real primary protects; status and stats answer.
+start_primary
+check "primary reaches 'protected'" 'wait_status p 50 "state=protected"' "$(ctl p status)"
+check "backup applies epochs" 'wait_status b 50 "replica_epoch=[1-9]"' "$(ctl b status)"
+json=$(ctl b stats-json)
+check "stats-json is one JSON object" 'echo "$json" | python3 -c "import json,sys; d=json.load(sys.stdin); assert d[\"epochs_applied\"] > 0"' "$json"
+check "failover is refused on the primary" '! ctl p failover >/dev/null'
+
+# 4. Backup killed: the primary warns and runs unprotected, then re-protects.
+kill -9 $bpid; wait $bpid 2>/dev/null
+check "primary notices the lost backup" 'wait_status p 30 "state=unprotected"' "$(ctl p status)"
+check "primary warns that the VM is unprotected" 'grep -q "UNPROTECTED" p.log'
+start_backup
+check "primary re-protects with a full resync" 'wait_status p 50 "state=protected.*sessions=2"' "$(ctl p status)"
+
+# 5. Primary killed: the backup detects it and takes over from its last epoch.
+sleep 0.5
+before=$(epoch_of b)
+kill -9 $ppid_; wait $ppid_ 2>/dev/null
+t0=$(date +%s%N)
+if wait_status b 30 "state=active"; then
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  ok "backup takes over ${ms} ms after the primary's death"
+else
+  bad "backup takes over" "$(ctl b status)"
+fi
+after=$(epoch_of b)
+check "promoted from its last complete epoch" '[ -n "$after" ] && [ "$after" -ge "$before" ]' "before=$before after=$after"
+
+# 6. Split brain: the old primary coming back is refused.
+start_primary
+sleep 1
+check "a primary reappearing after takeover is refused" 'grep -q "split-brain guard" b.log && ! ctl p status | grep -q "state=protected"'
+kill -9 $ppid_ $bpid 2>/dev/null; wait 2>/dev/null
+
+# 7. A deliberate stop sends END: the backup does not take over.
+rm -rf replica b.log p.log
+start_backup
+start_primary
+wait_status p 50 "state=protected" >/dev/null
+ctl p stop >/dev/null
+for _ in $(seq 50); do kill -0 $ppid_ 2>/dev/null || break; sleep 0.1; done
+sleep 0.5
+check "stopped primary exits" '! kill -0 $ppid_ 2>/dev/null'
+check "backup does not take over after END" 'ctl b status | grep -q "state=waiting" && grep -q "deliberately" b.log' "$(ctl b status)"
+ctl b stop >/dev/null
+sleep 0.5
+
+# 8. Manual failover on the control socket.
+rm -rf b.log replica
+start_backup
+start_primary
+wait_status b 50 "replica_epoch=[1-9]" >/dev/null
+check "ctl failover promotes the backup" 'ctl b failover | grep -q ok && wait_status b 30 "state=active"' "$(ctl b status)"
+
+echo "ftd: $passed passed, $failed failed"
+[ $failed = 0 ]
