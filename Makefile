@@ -14,7 +14,7 @@ OPT      ?= -O2
 CXXFLAGS ?= $(OPT) -g
 CFLAGS   ?= $(OPT) -g
 FT_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility-inlines-hidden -pthread \
-               -Ilibftsync/include -Ilibftsync/src -Ilibftsync -Itest/unit
+               -Ilibftsync/include -Ilibftsync/src -Ilibftsync -Itest/unit -Iftd
 FT_LIBS  := -lxxhash -lz -pthread
 VERSION  := 0.1.0
 SONAME   := libftsync.so.0
@@ -40,10 +40,13 @@ LOCAL_DEMO := $(BUILD)/bin/ftsync-local-demo
 FTD      := $(BUILD)/bin/ftd
 FTD_SRCS := $(sort $(wildcard ftd/*.cc))
 FTD_OBJS := $(FTD_SRCS:%.cc=$(BUILD)/%.o)
+FTD_LIB_OBJS := $(filter-out $(BUILD)/ftd/main.o,$(FTD_OBJS))
+FTD_TEST_SRCS := $(sort $(wildcard test/ftd/*.cc))
+FTD_TESTS := $(BUILD)/bin/ftd_tests
 PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
 
 .PHONY: all deps check check-fast bench demo install clean
-all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD)
+all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD) $(FTD_TESTS)
 
 deps:
 	@scripts/install-deps.sh build
@@ -96,6 +99,11 @@ $(PC): libftsync/libftsync.pc.in Makefile
 $(FTD): $(FTD_OBJS) $(TESTING_A) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $(FTD_OBJS) $(TESTING_A) $(LIB_A) $(FT_LIBS) -lssl -lcrypto
+
+# The daemon's own unit tests (one Catch2 main, ftd's objects but main.o).
+$(FTD_TESTS): $(FTD_TEST_SRCS:%.cc=$(BUILD)/%.o) $(BUILD)/test/unit/main.o $(FTD_LIB_OBJS) $(TESTING_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $^ $(FT_LIBS) -lssl -lcrypto
 
 $(LOCAL_DEMO): $(BUILD)/test/demo/local_demo.o $(TESTING_A) $(LIB_A)
 	@mkdir -p $(dir $@)
