@@ -45,7 +45,7 @@ FTD_TEST_SRCS := $(sort $(wildcard test/ftd/*.cc))
 FTD_TESTS := $(BUILD)/bin/ftd_tests
 PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
 
-.PHONY: all deps check check-fast bench demo install clean
+.PHONY: all deps check check-fast bench demo install clean guest check-guest
 all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD) $(FTD_TESTS)
 
 deps:
@@ -114,7 +114,7 @@ $(BENCH): $(BENCH_OBJS) $(TESTING_A) $(LIB_A)
 	$(CXX) -o $@ $(BENCH_OBJS) $(TESTING_A) $(LIB_A) $(FT_LIBS)
 
 check: deps
-	$(MAKE) all
+	$(MAKE) all guest
 	test/run-tests $(BUILD) full
 
 check-fast: deps
@@ -130,6 +130,15 @@ demo: deps
 	@echo "until then: primary, backup and a kill, on an in-memory domain." >&2
 	$(MAKE) $(LOCAL_DEMO)
 	$(LOCAL_DEMO)
+
+# The small QEMU guest (Debian kernel + busybox initramfs + counterd),
+# cached under $(BUILD)/guest; see test/guest/README.md.
+GUEST_SRCS := $(wildcard test/guest/*.sh test/guest/*.c)
+$(BUILD)/guest/initrd.gz: $(GUEST_SRCS)
+	test/guest/build-guest.sh $(BUILD)/guest
+guest: $(BUILD)/guest/initrd.gz
+check-guest: guest
+	test/guest/smoke-test.sh $(BUILD)/guest
 
 install: $(LIB_SO) $(LIB_A)
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/ftsync
