@@ -38,6 +38,7 @@ VERIFY   := $(BUILD)/bin/ftsync-verify-stream
 BENCH    := $(BUILD)/bin/ftsync_bench
 LOCAL_DEMO := $(BUILD)/bin/ftsync-local-demo
 FTD      := $(BUILD)/bin/ftd
+PRELOAD  := $(BUILD)/lib/libftsync_qemu_preload.so
 FTD_SRCS := $(sort $(wildcard ftd/*.cc))
 FTD_OBJS := $(FTD_SRCS:%.cc=$(BUILD)/%.o)
 FTD_LIB_OBJS := $(filter-out $(BUILD)/ftd/main.o,$(FTD_OBJS))
@@ -46,7 +47,7 @@ FTD_TESTS := $(BUILD)/bin/ftd_tests
 PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
 
 .PHONY: all deps check check-fast bench demo install clean guest check-guest
-all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD) $(FTD_TESTS)
+all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD) $(FTD_TESTS) $(PRELOAD)
 
 deps:
 	@scripts/install-deps.sh build
@@ -94,11 +95,18 @@ $(PC): libftsync/libftsync.pc.in Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@INCLUDEDIR@|$(abspath libftsync/include)|; s|@LIBDIR@|$(abspath $(BUILD)/lib)|; s|@VERSION@|$(VERSION)|' $< > $@
 
+# The LD_PRELOAD object that registers QEMU's guest RAM for dirty tracking;
+# it exports only mmap and mmap64.
+$(PRELOAD): libftsync/preload/qemu_preload.cc $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) $(FT_CXXFLAGS) $(CXXFLAGS) -MMD -MP -shared -Wl,--exclude-libs,ALL -Wl,--no-undefined \
+	  -o $@ $< $(LIB_A) -ldl
+
 # The daemon links the static library; the in-memory domain of
 # libftsync_testing.a backs `--hypervisor fake`.
 $(FTD): $(FTD_OBJS) $(TESTING_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $(FTD_OBJS) $(TESTING_A) $(LIB_A) $(FT_LIBS) -lssl -lcrypto
+	$(CXX) -o $@ $(FTD_OBJS) $(TESTING_A) $(LIB_A) $(FT_LIBS) -lssl -lcrypto -ldl
 
 # The daemon's own unit tests (one Catch2 main, ftd's objects but main.o).
 $(FTD_TESTS): $(FTD_TEST_SRCS:%.cc=$(BUILD)/%.o) $(BUILD)/test/unit/main.o $(FTD_LIB_OBJS) $(TESTING_A) $(LIB_A)

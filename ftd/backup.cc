@@ -213,7 +213,7 @@ class Backup : public Role {
       log_->Error("cannot take over: the replica has no complete epoch (" + why + ")");
       return;
     }
-    auto g = RestoreGuest(o_, replica_.get());
+    auto g = RestoreGuest(o_, GuestContext{&io_, log_}, replica_.get());
     if (!g.ok()) {
       log_->Error("cannot take over: " + g.status().ToString());
       return;
@@ -226,6 +226,8 @@ class Backup : public Role {
     }
     log_->Warn("TOOK OVER from epoch " + std::to_string(info->epoch) + " of session " +
                std::to_string(info->session) + ": " + guest_->Describe());
+    Status a = guest_->Announce();
+    if (!a.ok()) log_->Warn("could not announce the guest's address yet: " + a.ToString());
   }
 
   void WatchLoop() {

@@ -37,7 +37,8 @@ class FakeGuest : public Guest {
 
 }  // namespace
 
-ftsync::Result<std::unique_ptr<Guest>> LaunchGuest(const Options& o) {
+ftsync::Result<std::unique_ptr<Guest>> LaunchGuest(const Options& o, GuestContext ctx) {
+  if (o.hypervisor == "qemu") return LaunchQemuGuest(o, ctx);
   if (o.hypervisor == "fake") {
     auto kind = ftsync::testing::ParseWorkloadKind(o.fake_workload);
     if (!kind.ok()) return kind.status();
@@ -46,9 +47,11 @@ ftsync::Result<std::unique_ptr<Guest>> LaunchGuest(const Options& o) {
   return Status(Errc::kNotSupported, "hypervisor '" + o.hypervisor + "' is not available in this ftd");
 }
 
-ftsync::Result<std::unique_ptr<Guest>> RestoreGuest(const Options& o, ftsync::ReplicaImage* replica) {
+ftsync::Result<std::unique_ptr<Guest>> RestoreGuest(const Options& o, GuestContext ctx,
+                                                   ftsync::ReplicaImage* replica) {
   auto info = replica->LastComplete();
   if (!info) return Status(Errc::kNotFound, "replica " + replica->dir() + " has no complete epoch");
+  if (o.hypervisor == "qemu") return RestoreQemuGuest(o, ctx, replica);
   if (o.hypervisor != "fake")
     return Status(Errc::kNotSupported, "hypervisor '" + o.hypervisor + "' is not available in this ftd");
   auto kind = ftsync::testing::ParseWorkloadKind(o.fake_workload);

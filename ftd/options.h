@@ -33,6 +33,16 @@ struct Options {
   uint64_t fake_frames = 4096;
   std::string fake_workload = "mixed";
   uint64_t fake_seed = 1;
+  // QEMU (--hypervisor qemu): the same on primary and backup.
+  std::string qemu_binary = "/usr/bin/qemu-system-x86_64";
+  std::string qemu_kernel, qemu_initrd, qemu_append = "console=ttyS0 quiet panic=-1";
+  uint64_t qemu_ram_mb = 256;
+  std::string qemu_mac = "52:54:00:f7:5e:01";
+  std::string qemu_preload;                // default: beside ftd, ../lib/libftsync_qemu_preload.so
+  std::string run_dir = "/run/ftsync";     // sockets, guest RAM file (use tmpfs)
+  std::string tap = "ftsync0";             // host network device for the guest's NIC
+  std::string console_log;                 // released console output (default RUN_DIR/console.log)
+  bool no_net_buffer = false;              // unsafe: guest frames leave before their epoch is safe
   // Backup side.
   std::string replica_dir = "/var/lib/ftsync/replica";
   bool promote = true;                     // take over when the primary dies

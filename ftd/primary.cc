@@ -49,7 +49,7 @@ class Primary : public Role {
     auto ep = ParseEndpoint(io_, o_.peer);
     if (!ep.ok()) return ep.status();
     peer_ = *ep;
-    auto g = LaunchGuest(o_);
+    auto g = LaunchGuest(o_, GuestContext{&io_, log_});
     if (!g.ok()) return g.status().Annotate("launch guest");
     guest_ = std::move(g).value();
     log_->Info("guest running: " + guest_->Describe());
@@ -162,6 +162,7 @@ class Primary : public Role {
           co.max_in_flight = o_.max_in_flight;
           co.logger = log_;
           auto cp = std::make_shared<ftsync::Checkpointer>(guest_->domain(), &(*conn)->sink(), &(*conn)->source(), co);
+          for (ftsync::CheckpointDevice* d : guest_->devices()) (void)cp->AddDevice(d);
           {
             std::lock_guard<std::mutex> l(mu_);
             cp_ = cp;
