@@ -46,7 +46,7 @@ FTD_TEST_SRCS := $(sort $(wildcard test/ftd/*.cc))
 FTD_TESTS := $(BUILD)/bin/ftd_tests
 PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
 
-.PHONY: all deps check check-fast bench demo install clean guest check-guest
+.PHONY: all deps check check-fast bench demo demo-local install clean guest check-guest
 all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD) $(FTD_TESTS) $(PRELOAD)
 
 deps:
@@ -134,8 +134,11 @@ bench: deps
 	$(BENCH) --json bench/results/core.json
 
 demo: deps
-	@echo "make demo: the protected QEMU guest arrives with the QEMU backend (issue 3);" >&2
-	@echo "until then: primary, backup and a kill, on an in-memory domain." >&2
+	$(MAKE) all guest
+	test/integration/demo/demo.sh $(BUILD)
+
+# The same story on the in-memory domain, in three processes, no QEMU.
+demo-local: deps
 	$(MAKE) $(LOCAL_DEMO)
 	$(LOCAL_DEMO)
 

@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 namespace ftd {
@@ -158,6 +159,24 @@ void FrameBridge::Learn(const std::vector<uint8_t>& f) {
     std::memcpy(ip.data(), &f[28], 4);
     ip_ = ip;
   }
+}
+
+Status FrameBridge::SetGuestAddress(const std::string& mac, const std::string& ipv4) {
+  std::array<uint8_t, 6> m;
+  unsigned v[6];
+  if (std::sscanf(mac.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+    return Status(Errc::kInvalidArgument, "bad MAC address '" + mac + "'");
+  for (int i = 0; i < 6; ++i) m[i] = static_cast<uint8_t>(v[i]);
+  std::array<uint8_t, 4> ip;
+  unsigned a[4];
+  if (std::sscanf(ipv4.c_str(), "%u.%u.%u.%u", &a[0], &a[1], &a[2], &a[3]) != 4 || a[0] > 255 || a[1] > 255 ||
+      a[2] > 255 || a[3] > 255)
+    return Status(Errc::kInvalidArgument, "bad IPv4 address '" + ipv4 + "'");
+  for (int i = 0; i < 4; ++i) ip[i] = static_cast<uint8_t>(a[i]);
+  std::lock_guard<std::mutex> l(mu_);
+  mac_ = m;
+  ip_ = ip;
+  return Status::OK();
 }
 
 Status FrameBridge::Announce() {

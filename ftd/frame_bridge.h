@@ -44,6 +44,10 @@ class FrameBridge {
   // The device to add to the Checkpointer (guest -> host frames).
   ftsync::OutputBuffer& outbound() { return out_; }
 
+  // Seeds the guest's address (from configuration), so a takeover can be
+  // announced before the guest has sent anything. Frames still teach it.
+  ftsync::Status SetGuestAddress(const std::string& mac, const std::string& ipv4);
+
   // A gratuitous ARP for the learned guest address, sent to the host side.
   // kNotFound until the guest has sent an IPv4 ARP or IP frame.
   ftsync::Status Announce();

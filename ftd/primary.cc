@@ -95,6 +95,15 @@ class Primary : public Role {
         << ",\"paused_us\":" << st.last.paused_us << ",\"harvest_us\":" << st.last.harvest_us
         << ",\"copy_us\":" << st.last.copy_us << ",\"state_save_us\":" << st.last.state_save_us
         << ",\"ack_latency_us\":" << st.last.ack_latency_us << "}";
+      // Pause and size of recent epochs, for medians and tails.
+      s << ",\"recent\":[";
+      bool first = true;
+      for (const ftsync::EpochStats& e : cp_->stats_history()) {
+        s << (first ? "" : ",") << "[" << e.epoch << "," << e.paused_us << "," << e.dirty_pages << ","
+          << e.bytes_wire << "]";
+        first = false;
+      }
+      s << "]";
     }
     s << "}";
     return s.str();

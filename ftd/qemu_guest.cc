@@ -56,6 +56,14 @@ class QemuGuest : public Guest {
     if (!tap.ok()) return tap.status();
     bridge_ = std::make_unique<FrameBridge>(*ctx_.io, *tap, ctx_.log);
     FTSYNC_RETURN_IF_ERROR(bridge_->Listen(o_.run_dir + "/net.sock"));
+    // The guest's address for announcements after a takeover: its MAC, and
+    // the IPv4 address /init takes from ftsync.ip= on the kernel command line.
+    std::string ip;
+    if (auto at = o_.qemu_append.find("ftsync.ip="); at != std::string::npos) {
+      ip = o_.qemu_append.substr(at + 10);
+      ip = ip.substr(0, ip.find_first_of("/ "));
+    }
+    if (!ip.empty()) FTSYNC_RETURN_IF_ERROR(bridge_->SetGuestAddress(o_.qemu_mac, ip));
     std::string console_log = o_.console_log.empty() ? o_.run_dir + "/console.log" : o_.console_log;
     console_ = std::make_unique<ConsoleRelay>(*ctx_.io, console_log, ctx_.log);
     FTSYNC_RETURN_IF_ERROR(console_->Listen(o_.run_dir + "/console.sock"));
@@ -139,14 +147,13 @@ class QemuGuest : public Guest {
   }
 
   Status Announce() override {
-    // The guest's first frame after the takeover teaches the bridge its
-    // address; give it a moment, then announce.
-    for (int i = 0; i < 50; ++i) {
-      Status s = bridge_->Announce();
-      if (s.ok()) return s;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // Announce a few times: the first may race the switch's port coming up.
+    Status s;
+    for (int i = 0; i < 3; ++i) {
+      s = bridge_->Announce();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    return bridge_->Announce();
+    return s;
   }
 
  private:
