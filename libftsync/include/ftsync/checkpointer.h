@@ -55,6 +55,10 @@ struct CheckpointerOptions {
   // only an epoch larger than everything before pays for growth while the
   // guest is paused. 0: start empty.
   uint64_t staging_reserve_pages = 4096;
+  // Baseline for benchmarks: write each epoch to the stream while the guest
+  // is still paused (as Xen 4.17's Remus does), instead of after resuming.
+  // Never better; exists to measure what the staging area saves.
+  bool emit_while_paused = false;
   // Session identifier for the stream header; 0 picks a random one.
   uint64_t session = 0;
   // Keep the stats of the newest N epochs (stats_history()).

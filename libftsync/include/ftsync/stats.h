@@ -14,11 +14,14 @@ struct EpochStats {
   uint64_t bytes_staged = 0;    // page bytes copied while paused
   uint64_t state_bytes = 0;     // CPU/device state blob size
   uint64_t bytes_wire = 0;      // bytes of this epoch's records on the stream
-  uint64_t paused_us = 0;       // Suspend() .. Resume() returned
+  uint64_t paused_us = 0;       // Suspend() called .. Resume() returned
+  uint64_t suspend_us = 0;      // Suspend() itself (e.g. QMP stop)
   uint64_t harvest_us = 0;      // fetch-and-clear of the dirty log
   uint64_t copy_us = 0;         // copying dirty frames to the staging area
   uint64_t state_save_us = 0;   // SaveState()
-  uint64_t emit_us = 0;         // encoding + writing to the sink (guest running)
+  uint64_t resume_us = 0;       // Resume() itself (e.g. QMP cont)
+  uint64_t emit_paused_us = 0;  // writing the epoch while paused (emit_while_paused only)
+  uint64_t emit_us = 0;         // encoding + writing to the sink
   int64_t ack_latency_us = -1;  // emit finished .. ACK processed; -1 until ACKed
 };
 

@@ -161,9 +161,13 @@ struct Checkpointer::Impl {
   // The paused part of an epoch. On success the guest runs again and
   // `pfns`, `staging` and `state` hold the epoch. `carry` holds dirty frames
   // already harvested while the guest ran (epoch 0's last pre-copy round).
-  Status PauseAndStage(uint64_t epoch, const DirtyBitmap* carry, EpochStats* es) {
+  // `inside`, when given, runs just before the guest resumes: the baseline
+  // mode that writes the epoch to the stream while the guest is paused.
+  Status PauseAndStage(uint64_t epoch, const DirtyBitmap* carry, EpochStats* es,
+                       const std::function<Status()>* inside = nullptr) {
     uint64_t t0 = MonotonicUs();
     FTSYNC_RETURN_IF_ERROR(domain->Suspend().Annotate("suspend " + domain->Name()));
+    uint64_t t_suspended = MonotonicUs();
     Status s;
     for (CheckpointDevice* dev : devices) {
       s = dev->Postsuspend(epoch);
@@ -172,6 +176,7 @@ struct Checkpointer::Impl {
         break;
       }
     }
+    uint64_t t_harvest = MonotonicUs();
     if (s.ok()) s = domain->FetchAndClearDirty(&bitmap).Annotate("harvest dirty log");
     uint64_t t1 = MonotonicUs();
     pfns.clear();
@@ -199,6 +204,9 @@ struct Checkpointer::Impl {
         }
       }
     }
+    uint64_t t_emit = MonotonicUs();
+    if (s.ok() && inside) s = (*inside)();
+    uint64_t t_resume = MonotonicUs();
     Status r = domain->Resume().Annotate("resume " + domain->Name());
     uint64_t t4 = MonotonicUs();
     if (!s.ok()) {
@@ -215,9 +223,12 @@ struct Checkpointer::Impl {
     es->dirty_pages = pfns.size();
     es->bytes_staged = pfns.size() * page_size;
     es->state_bytes = state.size();
-    es->harvest_us = t1 - t0;
+    es->suspend_us = t_suspended - t0;
+    es->harvest_us = t1 - t_harvest;
     es->copy_us = t2 - t1;
     es->state_save_us = t3 - t2;
+    es->resume_us = t4 - t_resume;
+    es->emit_paused_us = t_resume - t_emit;
     es->paused_us = t4 - t0;
     return Status::OK();
   }
@@ -238,7 +249,6 @@ struct Checkpointer::Impl {
     es->bytes_wire = writer.bytes_written() - wire_before;
     in_flight.push_back(InFlight{epoch, pfns, now});
     next_epoch = epoch + 1;
-    Record(*es);
     // Outside the pause: make room for an epoch twice this size, so the
     // next pause finds the staging area allocated and touched.
     staging.Reserve(std::min<uint64_t>(2 * pfns.size(), header.frame_count) * page_size);
@@ -414,7 +424,9 @@ Status Checkpointer::Start() {
   s = m.PauseAndStage(0, &carry, &es);
   if (!s.ok()) return m.Fail(s);
   es.unreadable_pages += unreadable;
-  return m.EmitStaged(0, pages_sent, &es, wire_before);
+  s = m.EmitStaged(0, pages_sent, &es, wire_before);
+  if (s.ok()) m.Record(es);
+  return s;
 }
 
 Status Checkpointer::Checkpoint() {
@@ -425,6 +437,19 @@ Status Checkpointer::Checkpoint() {
   FTSYNC_RETURN_IF_ERROR(m.WaitForRoom());
   uint64_t epoch = m.next_epoch;
   EpochStats es;
+  if (m.opts.emit_while_paused) {
+    // Baseline: the whole epoch goes onto the stream before the guest runs.
+    uint64_t wire_before = m.writer.bytes_written();
+    std::function<Status()> emit = [&] {
+      Status s = m.WriteLocked([&] { return m.writer.EpochBegin(epoch); });
+      if (!s.ok()) return m.Fail(s);
+      return m.EmitStaged(epoch, 0, &es, wire_before);
+    };
+    FTSYNC_RETURN_IF_ERROR(m.PauseAndStage(epoch, nullptr, &es, &emit));
+    es.emit_us = es.emit_paused_us;
+    m.Record(es);
+    return Status::OK();
+  }
   FTSYNC_RETURN_IF_ERROR(m.PauseAndStage(epoch, nullptr, &es));
   uint64_t wire_before = m.writer.bytes_written();
   Status s = m.WriteLocked([&] { return m.writer.EpochBegin(epoch); });
@@ -432,7 +457,9 @@ Status Checkpointer::Checkpoint() {
     m.PutBack(m.pfns);
     return m.Fail(s);
   }
-  return m.EmitStaged(epoch, 0, &es, wire_before);
+  s = m.EmitStaged(epoch, 0, &es, wire_before);
+  if (s.ok()) m.Record(es);
+  return s;
 }
 
 Status Checkpointer::PollBackChannel(int timeout_ms) {

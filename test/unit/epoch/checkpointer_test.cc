@@ -344,3 +344,38 @@ TEST_CASE("checkpointer: unreadable frames are sent as zeros and counted", "[epo
 
 }  // namespace
 }  // namespace ftsync
+
+namespace ftsync {
+namespace {
+
+TEST_CASE("checkpointer: the emit-while-paused baseline writes inside the pause, still exact",
+          "[epoch]") {
+  test::Harness h(128);
+  h.StartReceiver();
+  test::PauseCheckingSink sink(&h.fwd.sink(), &h.dom);
+  CheckpointerOptions o;
+  o.emit_while_paused = true;
+  Checkpointer cp(&h.dom, &sink, &h.back.source(), o);
+  REQUIRE(cp.AddDevice(&h.snap).ok());
+  REQUIRE(cp.Start().ok());
+  int before = sink.writes_while_paused;
+  testing::Workload w(testing::WorkloadKind::kSparseRandom, 3);
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(w.Step(&h.dom).ok());
+    REQUIRE(cp.Checkpoint().ok());
+  }
+  CHECK(sink.writes_while_paused > before);  // the network moved into the pause
+  auto last = cp.stats().last;
+  CHECK(last.emit_paused_us == last.emit_us);
+  CHECK(last.suspend_us + last.harvest_us + last.copy_us + last.state_save_us + last.emit_paused_us +
+            last.resume_us <=
+        last.paused_us);
+  REQUIRE(cp.Finish().ok());
+  h.Join();
+  std::string why;
+  CHECK(h.ReplicaEquals(5, &why));
+  INFO(why);
+}
+
+}  // namespace
+}  // namespace ftsync
