@@ -100,6 +100,10 @@ class Checkpointer {
   // tears devices down. The backup will not fail over after END.
   Status Finish();
 
+  // Switches the emit-while-paused baseline (see CheckpointerOptions) from
+  // the next epoch on, so a benchmark can alternate both modes on one guest.
+  void set_emit_while_paused(bool on);
+
   // The sticky status: OK until the session failed.
   Status status() const;
   // Next epoch number Checkpoint() will use.

@@ -502,6 +502,7 @@ Status Checkpointer::Finish() {
   return s;
 }
 
+void Checkpointer::set_emit_while_paused(bool on) { impl_->opts.emit_while_paused = on; }
 Status Checkpointer::status() const { return impl_->sticky; }
 uint64_t Checkpointer::next_epoch() const { return impl_->next_epoch; }
 int64_t Checkpointer::last_acked_epoch() const { return impl_->last_acked; }
