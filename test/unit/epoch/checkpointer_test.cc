@@ -69,35 +69,12 @@ TEST_CASE("checkpointer: the stream is written only while the guest runs", "[epo
   CHECK(h.dom.counters().suspended_writes == 0);
 }
 
-// A back channel whose ACKs are held until the test lets them through.
-class GatedSink : public ByteSink {
- public:
-  explicit GatedSink(ByteSink* inner) : inner_(inner) {}
-  Status Write(std::span<const ConstBuffer> b) override {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return open_ || writes_ < allowed_; });
-    ++writes_;
-    l.unlock();
-    return inner_->Write(b);
-  }
-  Status Close() override { Open(); return inner_->Close(); }
-  void Allow(int n) { std::lock_guard<std::mutex> l(mu_); allowed_ += n; cv_.notify_all(); }
-  void Open() { std::lock_guard<std::mutex> l(mu_); open_ = true; cv_.notify_all(); }
-
- private:
-  ByteSink* inner_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int writes_ = 0, allowed_ = 0;
-  bool open_ = false;
-};
-
 TEST_CASE("checkpointer: at most max_in_flight epochs go unacknowledged; it waits, never drops",
           "[epoch]") {
   test::TempDir dir;
   testing::FakeDomain dom(16);
   MemoryPipe fwd, back;
-  GatedSink gate(&back.sink());
+  test::GatedSink gate(&back.sink());
   auto rep = ReplicaImage::Open(dir.Sub("r"));
   Receiver rx(rep->get(), &fwd.source(), &gate);
   std::thread t([&] {

@@ -4,7 +4,9 @@
 #ifndef FTSYNC_TEST_UNIT_EPOCH_HARNESS_H_
 #define FTSYNC_TEST_UNIT_EPOCH_HARNESS_H_
 
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -132,6 +134,29 @@ class CorruptingSink : public ByteSink {
   uint64_t at_;
   uint8_t mask_;
   uint64_t written_ = 0;
+};
+
+// A back channel whose ACKs are held until the test lets them through.
+class GatedSink : public ByteSink {
+ public:
+  explicit GatedSink(ByteSink* inner) : inner_(inner) {}
+  Status Write(std::span<const ConstBuffer> b) override {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return open_ || writes_ < allowed_; });
+    ++writes_;
+    l.unlock();
+    return inner_->Write(b);
+  }
+  Status Close() override { Open(); return inner_->Close(); }
+  void Allow(int n) { std::lock_guard<std::mutex> l(mu_); allowed_ += n; cv_.notify_all(); }
+  void Open() { std::lock_guard<std::mutex> l(mu_); open_ = true; cv_.notify_all(); }
+
+ private:
+  ByteSink* inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int writes_ = 0, allowed_ = 0;
+  bool open_ = false;
 };
 
 struct Harness {
