@@ -151,12 +151,16 @@ guest: $(BUILD)/guest/initrd.gz
 check-guest: guest
 	test/guest/smoke-test.sh $(BUILD)/guest
 
-install: $(LIB_SO) $(LIB_A)
+install: $(LIB_SO) $(LIB_A) $(FTD) $(PRELOAD)
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/ftsync
 	install -m 644 libftsync/include/ftsync/*.h $(DESTDIR)$(PREFIX)/include/ftsync/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libftsync.so
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(FTD) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(PRELOAD) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 ftd/ftd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$(PREFIX)/include|; s|@LIBDIR@|$(PREFIX)/lib|; s|@VERSION@|$(VERSION)|' \
 	  libftsync/libftsync.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libftsync.pc
 
