@@ -30,8 +30,9 @@ namespace ftsync {
 class OutputBuffer : public CheckpointDevice {
  public:
   using Item = std::vector<uint8_t>;
-  // `release` receives each item once, in append order. It runs under no
-  // lock of the buffer's and must not call back into it.
+  // `release` receives each item once, in append order. It runs under the
+  // buffer's lock (that is what keeps the order) and must not call back
+  // into the buffer; keep it short (a write to a TAP device or a file).
   OutputBuffer(std::string name, std::function<void(const Item&)> release,
                size_t max_held_bytes = 64u << 20);
 

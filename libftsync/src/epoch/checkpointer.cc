@@ -68,6 +68,11 @@ struct Checkpointer::Impl {
   StreamHeader header;
   uint32_t page_size = 0;
   uint64_t heartbeat_seq = 0;
+  // Guarded by write_mu: heartbeats only between the header and END, and
+  // nothing after a failed write.
+  bool header_written = false;
+  bool end_written = false;
+  bool stream_broken = false;
 
   uint64_t next_epoch = 0;
   int64_t last_acked = -1;
@@ -133,7 +138,10 @@ struct Checkpointer::Impl {
 
   Status WriteLocked(const std::function<Status()>& f) {
     std::lock_guard<std::mutex> lock(write_mu);
-    return f();
+    if (stream_broken) return Status(Errc::kPeerGone, "the stream is broken");
+    Status s = f();
+    if (!s.ok()) stream_broken = true;  // a partial record: nothing may follow
+    return s;
   }
 
   // Emits `list`, whose contents are at `data`, as PAGE_DATA records.
@@ -374,7 +382,11 @@ Status Checkpointer::Start() {
   }
   m.devices_set_up = true;
 
-  Status s = m.WriteLocked([&] { return m.writer.WriteHeader(m.header); });
+  Status s = m.WriteLocked([&] {
+    Status w = m.writer.WriteHeader(m.header);
+    m.header_written = w.ok();
+    return w;
+  });
   if (!s.ok()) return m.Fail(s.Annotate("stream header"));
   Result<StreamHeader> bh = m.back_reader.ReadHeader();
   if (!bh.ok()) return m.Fail(bh.status().Annotate("backup's back-channel header"));
@@ -482,16 +494,26 @@ Status Checkpointer::WaitForAck(uint64_t epoch) {
 
 Status Checkpointer::SendHeartbeat() {
   Impl& m = *impl_;
-  std::lock_guard<std::mutex> lock(m.write_mu);
-  if (!m.started || m.finished) return Status(Errc::kFailedPrecondition, "no session");
-  return m.writer.Heartbeat(++m.heartbeat_seq, MonotonicNs());
+  // Never wait behind the engine: a record being written is a sign of life
+  // already, and a caller that checks liveness must not block here.
+  std::unique_lock<std::mutex> lock(m.write_mu, std::try_to_lock);
+  if (!lock.owns_lock()) return Status::OK();
+  if (!m.header_written || m.end_written) return Status(Errc::kFailedPrecondition, "no session");
+  if (m.stream_broken) return Status(Errc::kPeerGone, "the stream is broken");
+  Status s = m.writer.Heartbeat(++m.heartbeat_seq, MonotonicNs());
+  if (!s.ok()) m.stream_broken = true;
+  return s;
 }
 
 Status Checkpointer::Finish() {
   Impl& m = *impl_;
   if (!m.sticky.ok()) return m.sticky;
   if (m.next_epoch > 0) FTSYNC_RETURN_IF_ERROR(WaitForAck(m.next_epoch - 1));
-  Status s = m.WriteLocked([&] { return m.writer.End(); });
+  Status s = m.WriteLocked([&] {
+    Status w = m.writer.End();
+    m.end_written = true;
+    return w;
+  });
   if (!s.ok()) return m.Fail(s);
   m.finished = true;
   if (m.log_enabled) {

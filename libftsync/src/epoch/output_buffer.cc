@@ -8,27 +8,25 @@ OutputBuffer::OutputBuffer(std::string name, std::function<void(const Item&)> re
 }
 
 void OutputBuffer::Append(Item item) {
-  std::vector<Item> now;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!protected_) {
-      now.push_back(std::move(item));
-    } else if (c_.held_bytes + item.size() > max_held_) {
-      c_.dropped_items++;
-      return;
-    } else {
-      c_.held_items++;
-      c_.held_bytes += item.size();
-      groups_.back().items.push_back(std::move(item));
-    }
+  std::lock_guard<std::mutex> l(mu_);
+  if (!protected_) {
+    std::vector<Item> now;
+    now.push_back(std::move(item));
+    Deliver(now);
+  } else if (c_.held_bytes + item.size() > max_held_) {
+    c_.dropped_items++;
+  } else {
+    c_.held_items++;
+    c_.held_bytes += item.size();
+    groups_.back().items.push_back(std::move(item));
   }
-  Deliver(now);
 }
 
+// Called with mu_ held, so that items leave in append order even when the
+// engine releases a group while the I/O thread appends.
 void OutputBuffer::Deliver(std::vector<Item>& items) {
   for (const Item& i : items) {
     release_(i);
-    std::lock_guard<std::mutex> l(mu_);
     c_.released_items++;
     c_.released_bytes += i.size();
   }
@@ -50,19 +48,18 @@ void OutputBuffer::SetProtected(bool on) {
   {
     std::lock_guard<std::mutex> l(mu_);
     protected_ = on;
-    if (!on) {
-      // Everything held goes out now, the open group included.
-      for (Group& g : groups_)
-        for (Item& i : g.items) {
-          c_.held_items--;
-          c_.held_bytes -= i.size();
-          out.push_back(std::move(i));
-        }
-      groups_.clear();
-      groups_.push_back(Group{kOpen, {}});
-    }
+    if (on) return;
+    // Everything held goes out now, the open group included.
+    for (Group& g : groups_)
+      for (Item& i : g.items) {
+        c_.held_items--;
+        c_.held_bytes -= i.size();
+        out.push_back(std::move(i));
+      }
+    groups_.clear();
+    groups_.push_back(Group{kOpen, {}});
+    Deliver(out);
   }
-  Deliver(out);
 }
 
 Status OutputBuffer::Setup() {
@@ -87,10 +84,8 @@ Status OutputBuffer::Postsuspend(uint64_t epoch) {
 
 Status OutputBuffer::Commit(uint64_t epoch) {
   std::vector<Item> out;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    ReleaseLocked(&out, epoch);
-  }
+  std::lock_guard<std::mutex> l(mu_);
+  ReleaseLocked(&out, epoch);
   Deliver(out);
   return Status::OK();
 }

@@ -24,6 +24,8 @@ struct Receiver::Impl {
   Status sticky;
   bool handshaken = false;
   uint64_t heartbeats_sent = 0;  // guarded by back_mu
+  bool back_header_written = false;  // guarded by back_mu
+  bool back_ended = false;           // guarded by back_mu: END or NACK sent
 
   // The open epoch: PAGE_DATA bodies kept whole (epochs > 0), device state.
   std::vector<std::vector<uint8_t>> page_bodies;
@@ -53,6 +55,7 @@ struct Receiver::Impl {
     {
       std::lock_guard<std::mutex> lock(back_mu);
       (void)writer.Nack(epoch, reason, s.ToString());  // best effort: the peer may be gone
+      back_ended = true;
     }
     opts.logger->Log(LogLevel::kError, "receiver: rejecting stream: " + s.ToString());
     return Fail(s);
@@ -87,6 +90,7 @@ struct Receiver::Impl {
     Status s;
     if (epoch == 0) {
       s = replica->CommitFull(0, state);
+      if (!s.ok()) replica->AbortFull();
     } else {
       writes.clear();
       const uint32_t ps = header.page_size;
@@ -142,6 +146,7 @@ Status Receiver::Handshake() {
     std::lock_guard<std::mutex> lock(m.back_mu);
     Status s = m.writer.WriteHeader(back);
     if (!s.ok()) return m.Fail(s);
+    m.back_header_written = true;
   }
   m.handshaken = true;
   m.last_activity_ns = MonotonicNs();
@@ -217,6 +222,7 @@ Result<bool> Receiver::Step() {
     case ForwardEvent::kEnd: {
       std::lock_guard<std::mutex> lock(m.back_mu);
       (void)m.writer.End();
+      m.back_ended = true;
       return false;
     }
   }
@@ -234,6 +240,7 @@ Status Receiver::Run() {
 Status Receiver::SendHeartbeat(uint64_t sender_time_ns) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lock(m.back_mu);
+  if (!m.back_header_written || m.back_ended) return Status(Errc::kFailedPrecondition, "no session");
   return m.writer.Heartbeat(++m.heartbeats_sent, sender_time_ns);
 }
 

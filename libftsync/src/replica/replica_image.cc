@@ -125,7 +125,17 @@ Status ReplicaImage::MapImage(const std::string& path, uint64_t bytes, bool crea
   if (create) {
     // Preallocate: later epochs then never need new disk space for pages.
     int rc = ::posix_fallocate(m->fd, 0, static_cast<off_t>(bytes));
-    if (rc == EOPNOTSUPP || rc == EINVAL) rc = ::ftruncate(m->fd, static_cast<off_t>(bytes)) ? errno : 0;
+    if (rc == EOPNOTSUPP || rc == EINVAL) {
+      // No fallocate here: write the zeros, so the blocks exist all the same
+      // (a sparse image would fault, not fail, when the disk fills later).
+      std::vector<uint8_t> zeros(1 << 20);
+      rc = 0;
+      for (uint64_t off = 0; off < bytes && rc == 0; off += zeros.size()) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), bytes - off));
+        Status w = WriteAll(m->fd, zeros.data(), n, path);
+        if (!w.ok()) rc = w.code() == Errc::kNoSpace ? ENOSPC : EIO;
+      }
+    }
     if (rc != 0) return Status::FromErrno(rc, "preallocate " + std::to_string(bytes) + " bytes for " + path);
   } else {
     struct stat st;
@@ -248,16 +258,23 @@ Status ReplicaImage::CommitFull(uint64_t epoch, std::span<const uint8_t> state) 
   fs::rename(gen_new + "/state.bin.new", gen_new + "/state.bin", ec);
   if (ec) return Status(Errc::kIoError, "rename state: " + ec.message());
   // Switch `current` to the new generation in one rename.
-  std::string old_target;
-  if (fs::is_symlink(dir_ + "/current")) old_target = fs::read_symlink(dir_ + "/current", ec).string();
-  fs::remove_all(dir_ + "/" + name, ec);
-  fs::rename(gen_new, dir_ + "/" + name, ec);
+  // The new generation gets a name no other holds, even when a caller
+  // reuses a session identifier: `current` never points at a missing
+  // directory.
+  std::string target = name;
+  for (int n = 1; fs::exists(dir_ + "/" + target); ++n) target = name + "." + std::to_string(n);
+  fs::rename(gen_new, dir_ + "/" + target, ec);
   if (ec) return Status(Errc::kIoError, "rename " + gen_new + ": " + ec.message());
   fs::remove(dir_ + "/current.new", ec);
-  fs::create_symlink(name, dir_ + "/current.new", ec);
+  fs::create_symlink(target, dir_ + "/current.new", ec);
   if (!ec) fs::rename(dir_ + "/current.new", dir_ + "/current", ec);
   if (ec) return Status(Errc::kIoError, "switch " + dir_ + "/current: " + ec.message());
-  if (!old_target.empty() && old_target != name) fs::remove_all(dir_ + "/" + old_target, ec);
+  // Every other generation is out of date now (also leftovers of a crash).
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    std::string n = e.path().filename();
+    if (n.rfind("gen-", 0) == 0 && n != target && n.find(".new") == std::string::npos)
+      fs::remove_all(e.path(), ec);
+  }
   image_ = std::move(pending_);
   complete_ = info;
   state_checksum_ = checksum;

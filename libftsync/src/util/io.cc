@@ -151,6 +151,10 @@ class FdSink : public ByteSink {
       }
       if (n < 0) {
         if (errno == EINTR) continue;
+        if (errno == EAGAIN) {  // a non-blocking fd: wait until it drains
+          pollfd p{fd_, POLLOUT, 0};
+          if (::poll(&p, 1, -1) >= 0 || errno == EINTR) continue;
+        }
         return Status::FromErrno(errno, "write to fd " + std::to_string(fd_));
       }
       size_t left = static_cast<size_t>(n);
