@@ -91,12 +91,19 @@ class Backup : public Role {
     std::shared_ptr<Connection> conn;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (state_ == "active") return "error: already active";
+      if (state_ == "active" || state_ == "promoting") return "error: already " + state_;
       conn = conn_;
       manual_failover_ = true;
+      if (!conn) {
+        if (session_running_) return "error: a session is ending; try again";
+        state_ = "promoting";
+        // Never restore on the io thread (this runs there).
+        if (promote_thread_.joinable()) promote_thread_.join();
+        promote_thread_ = std::thread([this] { PromoteNow("failover requested on the control socket"); });
+        return "ok: promoting";
+      }
     }
-    if (conn) conn->Close("failover requested on the control socket");
-    else PromoteNow("failover requested on the control socket");
+    conn->Close("failover requested on the control socket");  // Session() promotes
     return "ok: promoting";
   }
 
@@ -116,6 +123,7 @@ class Backup : public Role {
 
   void Wait() override {
     if (session_.joinable()) session_.join();
+    if (promote_thread_.joinable()) promote_thread_.join();
     if (watchdog_.joinable()) watchdog_.join();
   }
 
@@ -142,27 +150,31 @@ class Backup : public Role {
     std::string who = conn->peer();
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (state_ == "active") {
+      if (state_ == "active" || state_ == "promoting") {
         log_->Warn("refusing primary " + who + ": this host took over (split-brain guard); the old primary must "
                    "rejoin as a backup");
         conn->Close("refused: took over");
         return;
       }
-      if (conn_) {
-        log_->Warn("refusing " + who + ": a primary is already connected (" + conn_->peer() + ")");
+      if (conn_ || session_running_) {
+        log_->Warn("refusing " + who + ": a primary is already connected" + (conn_ ? " (" + conn_->peer() + ")" : ""));
         conn->Close("refused: busy");
         return;
       }
       conn_ = conn;
+      session_running_ = true;
     }
     conn->Start([this, conn, who](Status s) {
       if (!s.ok()) {
         log_->Warn("refused " + who + ": " + s.ToString() + " (nothing was written to the replica)");
         std::lock_guard<std::mutex> l(mu_);
         if (conn_ == conn) conn_.reset();
+        session_running_ = false;
         return;
       }
       log_->Info("primary " + who + " connected");
+      // The previous session thread has finished its work (session_running_
+      // was false): this join does not wait.
       if (session_.joinable()) session_.join();
       session_ = std::thread([this, conn] { Session(conn); });
     });
@@ -181,15 +193,24 @@ class Backup : public Role {
       SetState("protecting");
       s = rx->Run();
     }
-    bool manual;
+    // Take over only from an epoch of this very session: an older replica
+    // would undo state changes whose output the primary released while it
+    // ran unprotected.
+    const bool this_session_epoch = rx->last_complete_epoch().has_value();
+    const bool lost = !s.ok() && !stop_ && (s.IsFailover() || manual_failover_);
+    bool manual, promote = false;
     {
       std::lock_guard<std::mutex> l(mu_);
       last_stats_ = rx->stats();
       rx_.reset();
       conn_.reset();
       manual = manual_failover_;
-      state_ = "waiting";
+      manual_failover_ = false;
+      promote = lost && (manual || (o_.promote && this_session_epoch));
+      state_ = promote ? "promoting" : "waiting";
+      session_running_ = false;
     }
+    if (!s.ok() && s.IsCorruption()) (void)conn->sink().Close();  // let the NACK reach the primary
     conn->Close(s.ok() ? "session ended" : s.ToString());
     if (s.ok()) {
       log_->Info("primary ended the session deliberately (END): not taking over");
@@ -197,10 +218,13 @@ class Backup : public Role {
     }
     std::string why = conn->close_reason().empty() ? s.ToString() : conn->close_reason();
     if (stop_) return;
-    if (s.IsFailover() || manual) {
+    if (lost) {
       log_->Warn("primary lost: " + why);
-      if (o_.promote || manual) PromoteNow(why);
-      else log_->Warn("not promoting (--no-promote): the replica is kept");
+      if (promote) PromoteNow(why);
+      else if (!o_.promote) log_->Warn("not promoting (--no-promote): the replica is kept");
+      else log_->Error("not promoting: the primary died before this session's first complete epoch, and the "
+                       "replica's older epoch may miss state whose output already left; `ftd ctl failover` "
+                       "takes over from it anyway");
       return;
     }
     log_->Error("rejected the primary's stream: " + s.ToString() +
@@ -211,22 +235,31 @@ class Backup : public Role {
     auto info = replica_->LastComplete();
     if (!info) {
       log_->Error("cannot take over: the replica has no complete epoch (" + why + ")");
+      SetState("waiting");
       return;
     }
     auto g = RestoreGuest(o_, GuestContext{&io_, log_}, replica_.get());
     if (!g.ok()) {
       log_->Error("cannot take over: " + g.status().ToString());
+      SetState("waiting");
       return;
     }
+    std::string describe;
     {
       std::lock_guard<std::mutex> l(mu_);
       guest_ = std::move(g).value();
       state_ = "active";
       ++promotions_;
+      describe = guest_->Describe();
     }
     log_->Warn("TOOK OVER from epoch " + std::to_string(info->epoch) + " of session " +
-               std::to_string(info->session) + ": " + guest_->Describe());
-    Status a = guest_->Announce();
+               std::to_string(info->session) + ": " + describe);
+    Guest* guest;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      guest = guest_.get();
+    }
+    Status a = guest->Announce();
     if (!a.ok()) log_->Warn("could not announce the guest's address yet: " + a.ToString());
   }
 
@@ -270,6 +303,8 @@ class Backup : public Role {
   std::unique_ptr<Guest> guest_;
   std::string state_ = "starting";
   bool manual_failover_ = false;
+  bool session_running_ = false;  // from accept to the end of Session()
+  std::thread promote_thread_;    // a manual failover with no session
   uint64_t promotions_ = 0;
 };
 

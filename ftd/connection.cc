@@ -54,9 +54,20 @@ uint64_t NowNs() {
 }
 }  // namespace
 
-void Connection::Start(std::function<void(Status)> done) {
+void Connection::Start(std::function<void(Status)> done, int handshake_timeout_ms) {
   auto self = shared_from_this();
   last_rx_ns_ = NowNs();
+  // A peer that connects and then says nothing must not hold the slot.
+  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(handshake_timeout_ms));
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  timer->async_wait(asio::bind_executor(strand_, [self, timer, finished](boost::system::error_code ec) {
+    if (!ec && !*finished) self->Fail("no TLS handshake within the time limit");
+  }));
+  done = [done, timer, finished](Status s) {
+    *finished = true;
+    timer->cancel();
+    done(s);
+  };
   if (!tls_) {
     asio::post(strand_, [self, done] {
       self->ReadMore();
@@ -155,27 +166,31 @@ Status Connection::Sink::Close() {
   return Status::OK();
 }
 
-void Connection::Fail(const std::string& why) {
+bool Connection::MarkClosed(const std::string& why) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (closed_) return;
+    if (closed_) return false;
     closed_ = true;
     close_reason_ = why;
-    cv_.notify_all();
+    cv_.notify_all();  // writers blocked on backpressure fail now
   }
-  (void)inbound_.sink().Close();
+  (void)inbound_.sink().Close();  // readers see end of stream now
+  return true;
+}
+
+void Connection::Fail(const std::string& why) {
+  // On the strand.
+  MarkClosed(why);
   boost::system::error_code ec;
-  WithStream([&](auto& s) { (void)s; });
   if (tls_) tls_->next_layer().close(ec);
   else plain_->close(ec);
 }
 
 void Connection::Close(const std::string& why) {
+  // The engines learn at once; the socket is closed on the io thread.
+  MarkClosed(why);
   auto self = shared_from_this();
   asio::post(strand_, [self, why] { self->Fail(why); });
-  // Writers blocked on backpressure must not wait for the io thread.
-  std::lock_guard<std::mutex> l(mu_);
-  cv_.notify_all();
 }
 
 std::string Connection::close_reason() const {

@@ -41,8 +41,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ~Connection();
 
   // TLS handshake (if any), then starts reading. `done(status)` runs on
-  // the io thread.
-  void Start(std::function<void(ftsync::Status)> done);
+  // the io thread. A handshake not done in time fails the connection.
+  void Start(std::function<void(ftsync::Status)> done, int handshake_timeout_ms = 10000);
 
   ftsync::ByteSink& sink() { return sink_; }
   ftsync::ByteSource& source() { return inbound_.source(); }
@@ -70,6 +70,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReadMore();
   void WriteMore();
   void Fail(const std::string& why);
+  bool MarkClosed(const std::string& why);
   template <typename F> void WithStream(F f);
 
   asio::io_context& io_;

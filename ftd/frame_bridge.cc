@@ -72,6 +72,7 @@ void FrameBridge::AcceptGuest() {
     if (ec) return;
     guest_ = std::make_shared<Local::socket>(std::move(s));
     guest_buf_.clear();
+    to_guest_.clear();
     ReadGuest();
     AcceptGuest();  // a restarted QEMU reconnects
   });
@@ -113,26 +114,53 @@ void FrameBridge::ReadGuest() {
 void FrameBridge::ReadHost() {
   host_.async_read_some(asio::buffer(host_buf_), [this](boost::system::error_code ec, size_t n) {
     if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) return;
-    if (!ec && n > 0) SendToGuest(std::vector<uint8_t>(host_buf_.begin(), host_buf_.begin() + static_cast<long>(n)));
+    if (ec) {
+      // A TAP that went away (EIO) fails every read: stop, do not spin.
+      log_->Error("host network device: " + ec.message() + "; inbound frames stop");
+      return;
+    }
+    if (n > 0) SendToGuest(std::vector<uint8_t>(host_buf_.begin(), host_buf_.begin() + static_cast<long>(n)));
     ReadHost();
   });
 }
 
 void FrameBridge::SendToGuest(std::vector<uint8_t> frame) {
-  // Inbound frames are delivered at once: they change guest state, which the
-  // next checkpoint captures.
+  // On the io thread. Inbound frames are delivered at once (they change guest
+  // state, which the next checkpoint captures), asynchronously: QEMU stops
+  // reading while the guest is paused, and the io thread must never block.
+  // A full queue drops, as a congested link would; TCP resends.
   if (!guest_) return;
-  auto buf = std::make_shared<std::vector<uint8_t>>(4 + frame.size());
+  std::vector<uint8_t> buf(4 + frame.size());
   uint32_t len = static_cast<uint32_t>(frame.size());
-  (*buf)[0] = static_cast<uint8_t>(len >> 24);
-  (*buf)[1] = static_cast<uint8_t>(len >> 16);
-  (*buf)[2] = static_cast<uint8_t>(len >> 8);
-  (*buf)[3] = static_cast<uint8_t>(len);
-  std::memcpy(buf->data() + 4, frame.data(), frame.size());
-  boost::system::error_code ec;
-  asio::write(*guest_, asio::buffer(*buf), ec);  // small; the socket buffer takes it
-  std::lock_guard<std::mutex> l(mu_);
-  if (!ec) c_.to_guest++;
+  buf[0] = static_cast<uint8_t>(len >> 24);
+  buf[1] = static_cast<uint8_t>(len >> 16);
+  buf[2] = static_cast<uint8_t>(len >> 8);
+  buf[3] = static_cast<uint8_t>(len);
+  std::memcpy(buf.data() + 4, frame.data(), frame.size());
+  if (to_guest_.size() >= kMaxToGuest) {
+    std::lock_guard<std::mutex> l(mu_);
+    c_.dropped_to_guest++;
+    return;
+  }
+  to_guest_.push_back(std::move(buf));
+  if (to_guest_.size() == 1) WriteGuest();
+}
+
+void FrameBridge::WriteGuest() {
+  auto g = guest_;
+  asio::async_write(*g, asio::buffer(to_guest_.front()), [this, g](boost::system::error_code ec, size_t) {
+    if (g != guest_) return;  // QEMU reconnected; its queue went with the old socket
+    to_guest_.pop_front();
+    if (!ec) {
+      std::lock_guard<std::mutex> l(mu_);
+      c_.to_guest++;
+    }
+    if (ec) {
+      to_guest_.clear();
+      return;
+    }
+    if (!to_guest_.empty()) WriteGuest();
+  });
 }
 
 void FrameBridge::WriteToHost(const std::vector<uint8_t>& frame) {

@@ -53,7 +53,7 @@ class FrameBridge {
   ftsync::Status Announce();
 
   struct Counters {
-    uint64_t from_guest = 0, to_guest = 0, to_host = 0, bad_frames = 0;
+    uint64_t from_guest = 0, to_guest = 0, to_host = 0, bad_frames = 0, dropped_to_guest = 0;
   };
   Counters counters() const;
 
@@ -62,6 +62,7 @@ class FrameBridge {
   void ReadGuest();
   void ReadHost();
   void SendToGuest(std::vector<uint8_t> frame);
+  void WriteGuest();
   void WriteToHost(const std::vector<uint8_t>& frame);
   void Learn(const std::vector<uint8_t>& frame);
 
@@ -75,7 +76,8 @@ class FrameBridge {
   std::vector<uint8_t> guest_buf_;
   std::array<uint8_t, 65536> host_buf_;
   std::array<uint8_t, 65536> read_buf_;
-  std::deque<std::vector<uint8_t>> to_guest_;
+  std::deque<std::vector<uint8_t>> to_guest_;  // io thread only
+  static constexpr size_t kMaxToGuest = 1024;
   mutable std::mutex mu_;
   std::optional<std::array<uint8_t, 6>> mac_;
   std::optional<std::array<uint8_t, 4>> ip_;

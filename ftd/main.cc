@@ -55,14 +55,17 @@ int main(int argc, char** argv) {
   auto work = ftd::asio::make_work_guard(io);
   std::unique_ptr<ftd::Role> role = o.role == ftd::RoleKind::kPrimary ? ftd::MakePrimary(o, io, &log)
                                                                   : ftd::MakeBackup(o, io, &log);
+  std::thread stopper;
   auto stop = [&] {
+    if (stopper.joinable()) return;  // already stopping
     log.Info("stopping");
     role->Stop();
     work.reset();
-    std::thread([&] {
+    // The roles' threads may need the io thread to finish: wait elsewhere.
+    stopper = std::thread([&] {
       role->Wait();
       io.stop();
-    }).detach();
+    });
   };
   ftd::ControlServer control(io, role.get(), stop);
   s = control.Listen(o.control);
@@ -76,6 +79,7 @@ int main(int argc, char** argv) {
     if (!ec) stop();
   });
   io.run();
+  if (stopper.joinable()) stopper.join();
   role->Wait();
   return 0;
 }

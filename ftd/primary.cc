@@ -126,14 +126,27 @@ class Primary : public Role {
 
   // Connects and handshakes (TLS); returns the connection or why not.
   ftsync::Result<std::shared_ptr<Connection>> Connect() {
-    Tcp::socket sock(io_);
-    boost::system::error_code ec;
-    sock.connect(peer_, ec);
-    if (ec) return Status(Errc::kPeerGone, "cannot reach backup " + o_.peer + ": " + ec.message());
-    auto conn = std::make_shared<Connection>(io_, std::move(sock), tls_, false);
-    std::promise<Status> done;
-    conn->Start([&done](Status s) { done.set_value(s); });
-    Status s = done.get_future().get();
+    // Connect on the io thread, with a deadline: the engine thread must not
+    // hang on a backup host that swallows packets.
+    auto sock = std::make_shared<Tcp::socket>(io_);
+    auto connected = std::make_shared<std::promise<boost::system::error_code>>();
+    auto fut = connected->get_future();
+    sock->async_connect(peer_, [connected](boost::system::error_code ec) { connected->set_value(ec); });
+    const auto deadline = std::chrono::milliseconds(5000);
+    if (fut.wait_for(deadline) != std::future_status::ready) {
+      asio::post(io_, [sock] {
+        boost::system::error_code ignored;
+        sock->close(ignored);
+      });
+      fut.wait();
+      return Status(Errc::kPeerGone, "cannot reach backup " + o_.peer + ": connect timed out");
+    }
+    if (auto ec = fut.get()) return Status(Errc::kPeerGone, "cannot reach backup " + o_.peer + ": " + ec.message());
+    auto conn = std::make_shared<Connection>(io_, std::move(*sock), tls_, false);
+    auto done = std::make_shared<std::promise<Status>>();
+    auto hs = done->get_future();
+    conn->Start([done](Status s) { done->set_value(s); }, 5000);
+    Status s = hs.get();  // Start's own deadline bounds this
     if (!s.ok()) return s;
     return conn;
   }
@@ -148,6 +161,12 @@ class Primary : public Role {
       state_ = "unprotected";
     }
     if (conn) conn->Close(why.ToString());
+    // Destroy the Checkpointer here, on the engine thread, before any new
+    // session: its teardown releases held output and stops the dirty log,
+    // which must not happen in the middle of the next session. The
+    // heartbeat thread holds it only for a non-blocking call.
+    while (cp && cp.use_count() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    cp.reset();
     log_->Warn("lost the backup (" + why.ToString() +
                "): the VM keeps running UNPROTECTED; reconnecting every " + std::to_string(o_.reconnect_ms) + " ms");
   }
@@ -191,7 +210,9 @@ class Primary : public Role {
       }
       Status s = guest_->RunFor(o_.interval_ms);
       if (!s.ok()) {
-        log_->Error("guest failed: " + s.ToString());
+        // No END: the backup must treat this like a dead primary and take over.
+        log_->Error("guest failed: " + s.ToString() + "; leaving it to the backup");
+        guest_failed_ = true;
         break;
       }
       std::shared_ptr<ftsync::Checkpointer> cp;
@@ -202,7 +223,14 @@ class Primary : public Role {
       if (!cp) continue;
       s = cp->Checkpoint();
       if (s.ok()) s = cp->PollBackChannel(0);
-      if (!s.ok() && !s.IsRetryable()) EndSession(s);
+      if (!s.ok()) {
+        if (!cp->status().ok()) {
+          cp.reset();
+          EndSession(s);  // the session is over
+        } else {
+          log_->Warn("checkpoint failed, will retry: " + s.ToString());
+        }
+      }
     }
     // Deliberate stop: tell the backup not to fail over.
     std::shared_ptr<ftsync::Checkpointer> cp;
@@ -210,7 +238,10 @@ class Primary : public Role {
       std::lock_guard<std::mutex> l(mu_);
       cp = cp_;
     }
-    if (cp) {
+    if (cp && guest_failed_) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (conn_) conn_->Close("guest failed");
+    } else if (cp) {
       Status s = cp->Finish();
       std::shared_ptr<Connection> conn;
       {
@@ -221,12 +252,15 @@ class Primary : public Role {
       log_->Info(s.ok() ? "session ended cleanly (END sent)" : "could not end the session cleanly: " + s.ToString());
       if (conn) conn->Close("primary stopped");
     }
-    SetState("stopped");
+    SetState(guest_failed_ ? "guest failed" : "stopped");
+    engine_done_ = true;
   }
 
   void HeartbeatLoop() {
     const uint64_t timeout = static_cast<uint64_t>(o_.heartbeat_ms) * o_.missed_heartbeats * 1000000;
-    while (!stop_) {
+    // Runs until the engine is done: a stop waits for the last ACKs, and a
+    // silent backup must still be detected then.
+    while (!engine_done_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(o_.heartbeat_ms));
       std::shared_ptr<ftsync::Checkpointer> cp;
       std::shared_ptr<Connection> conn;
@@ -252,6 +286,8 @@ class Primary : public Role {
   std::unique_ptr<Guest> guest_;
   std::thread engine_, heartbeat_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> engine_done_{false};
+  bool guest_failed_ = false;  // engine thread only
   std::mutex mu_;
   std::shared_ptr<ftsync::Checkpointer> cp_;
   std::shared_ptr<Connection> conn_;

@@ -129,5 +129,20 @@ start_primary
 wait_status b 50 "replica_epoch=[1-9]" >/dev/null
 check "ctl failover promotes the backup" 'ctl b failover | grep -q ok && wait_status b 30 "state=active"' "$(ctl b status)"
 
+kill -9 $ppid_ $bpid 2>/dev/null; wait 2>/dev/null
+
+# 9. A primary that dies during its full synchronisation: the backup holds
+#    only an older session's replica and must not take over from it.
+rm -f b.log
+start_backup
+"$ftd" primary --peer 127.0.0.1:$port $tls_p --interval 20 --heartbeat 50 --fake-frames 262144 \
+  --control "$work/p.sock" 2>>"$work/p.log" &
+ppid_=$!; pids+=($ppid_)
+for _ in $(seq 100); do grep -q "connected" b.log 2>/dev/null && break; sleep 0.02; done
+kill -9 $ppid_; wait $ppid_ 2>/dev/null
+sleep 1
+check "no takeover from an older session's replica" \
+  'ctl b status | grep -q "state=waiting" && grep -q "not promoting" b.log' "$(ctl b status); $(tail -2 b.log)"
+
 echo "ftd: $passed passed, $failed failed"
 [ $failed = 0 ]
