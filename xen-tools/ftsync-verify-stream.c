@@ -611,6 +611,10 @@ static bool check_type(struct stream *s, struct verdict *v)
 	unsigned dir = s->back ? DIR_BACK : DIR_FORWARD;
 
 	s->info = find_type(number);
+	if (number == 0)
+		return reject(v, "R4", s->rec_offset,
+			      "record type number 0 is never valid (type 0x%08" PRIx32 ")",
+			      s->type);
 	if (!s->info) {
 		if (optional)
 			return true; /* skipped once its checksum is checked */

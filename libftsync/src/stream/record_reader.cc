@@ -61,6 +61,8 @@ Result<RecordView> RecordReader::Next() {
     bool optional = (type & kOptionalBit) != 0;
     bool known = IsKnownType(number);
     std::string name = RecordTypeName(number);
+    if (number == 0)
+      return Status(Errc::kCorruption, "[R4] record type number 0 is never valid" + At(start));
     if (!known && !optional)
       return Status(Errc::kCorruption, "[R4] unknown mandatory record " + name + At(start));
     if (known && optional)

@@ -113,6 +113,10 @@ Status RecordWriter::Ack(uint64_t epoch) {
 
 Status RecordWriter::Nack(uint64_t epoch, uint32_t reason, std::string_view message) {
   std::string msg(message.substr(0, kNackMessageMax));
+  // Cut at a character boundary: never leave half a UTF-8 sequence.
+  if (message.size() > kNackMessageMax)
+    while (!msg.empty() && (static_cast<uint8_t>(msg.back()) & 0xC0) == 0x80) msg.pop_back();
+  if (!msg.empty() && (static_cast<uint8_t>(msg.back()) & 0xC0) == 0xC0) msg.pop_back();
   for (char& c : msg)
     if (c == '\0') c = ' ';
   std::vector<uint8_t> b(16 + msg.size());

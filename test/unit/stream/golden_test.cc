@@ -151,6 +151,7 @@ std::vector<BadStream> BadStreams() {
          (void)b.w.End();
        }},
       {"R4", "unknown-mandatory", [](StreamBuilder& b) { (void)b.w.WriteRecord(0x77, {}); (void)b.w.End(); }},
+      {"R4", "type-0-optional", [](StreamBuilder& b) { (void)b.w.WriteRecord(kOptionalBit, {}); (void)b.w.End(); }},
       {"R5", "known-optional",
        [](StreamBuilder& b) {
          uint8_t body[16] = {2};

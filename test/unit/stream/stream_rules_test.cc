@@ -282,6 +282,12 @@ TEST_CASE("R4: an unknown mandatory record is rejected", "[stream][rule]") {
   ExpectRejected(c.bytes, "R4", Errc::kCorruption);
 }
 
+TEST_CASE("R4: type number 0 is never valid, even marked optional", "[stream][rule]") {
+  StreamBuilder b = GoodPrefix();
+  (void)b.w.WriteRecord(kOptionalBit, {});
+  ExpectRejected(b.bytes, "R4", Errc::kCorruption);
+}
+
 TEST_CASE("R5: a known type marked optional is rejected", "[stream][rule]") {
   StreamBuilder b = GoodPrefix();
   uint8_t body[16] = {2};
