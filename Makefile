@@ -46,7 +46,7 @@ FTD_TEST_SRCS := $(sort $(wildcard test/ftd/*.cc))
 FTD_TESTS := $(BUILD)/bin/ftd_tests
 PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
 
-.PHONY: all deps check check-fast bench demo demo-local install clean guest check-guest
+.PHONY: all deps check check-fast bench bench-qemu demo demo-local install clean guest check-guest
 all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD) $(FTD_TESTS) $(PRELOAD)
 
 deps:
@@ -129,9 +129,24 @@ check-fast: deps
 	$(MAKE) all
 	test/run-tests $(BUILD) fast
 
+QEMU_BENCH := $(BUILD)/bin/ftsync_qemu_bench
+QEMU_BENCH_OBJS := $(BUILD)/bench/qemu/epoch_pause_bench.o $(BUILD)/bench/report.o
+$(QEMU_BENCH): $(QEMU_BENCH_OBJS) $(TESTING_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $(QEMU_BENCH_OBJS) $(TESTING_A) $(LIB_A) $(FT_LIBS) -ldl
+
+# Core benchmark (in-memory domain, tracker), then the QEMU one (pause
+# breakdown against the emit-while-paused baseline; guest throughput
+# unprotected vs protected). See bench/README.md.
 bench: deps
 	$(MAKE) OPT=-O3 $(BENCH)
 	$(BENCH) --json bench/results/core.json
+	$(MAKE) bench-qemu
+
+bench-qemu: deps
+	$(MAKE) $(FTD) $(PRELOAD) guest
+	$(MAKE) OPT=-O3 $(QEMU_BENCH)
+	bench/qemu/run.sh $(BUILD) bench/results/qemu.json
 
 demo: deps
 	$(MAKE) all guest

@@ -208,20 +208,37 @@ class Primary : public Role {
           }
         }
       }
-      Status s = guest_->RunFor(o_.interval_ms);
-      if (!s.ok()) {
-        // No END: the backup must treat this like a dead primary and take over.
-        log_->Error("guest failed: " + s.ToString() + "; leaving it to the backup");
-        guest_failed_ = true;
-        break;
-      }
       std::shared_ptr<ftsync::Checkpointer> cp;
       {
         std::lock_guard<std::mutex> l(mu_);
         cp = cp_;
       }
+      // The epoch period runs from the start of one checkpoint to the next.
+      // While the guest runs, ACKs are processed as they arrive, so each
+      // epoch's output leaves as soon as the backup has it, not an interval
+      // later.
+      const uint64_t deadline = epoch_start_ns_ + static_cast<uint64_t>(o_.interval_ms) * 1000000;
+      Status s;
+      while (cp && s.ok() && !stop_) {
+        uint64_t now = NowNs();
+        if (now >= deadline) break;
+        s = cp->PollBackChannel(static_cast<int>((deadline - now + 999999) / 1000000));
+      }
+      if (!cp) {
+        uint64_t now = NowNs();
+        int wait_ms = now >= deadline ? 0 : static_cast<int>((deadline - now) / 1000000);
+        std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+      }
+      Status g = guest_->RunFor(0);
+      if (!g.ok()) {
+        // No END: the backup must treat this like a dead primary and take over.
+        log_->Error("guest failed: " + g.ToString() + "; leaving it to the backup");
+        guest_failed_ = true;
+        break;
+      }
+      epoch_start_ns_ = NowNs();
       if (!cp) continue;
-      s = cp->Checkpoint();
+      if (s.ok()) s = cp->Checkpoint();
       if (s.ok()) s = cp->PollBackChannel(0);
       if (!s.ok()) {
         if (!cp->status().ok()) {
@@ -288,6 +305,7 @@ class Primary : public Role {
   std::atomic<bool> stop_{false};
   std::atomic<bool> engine_done_{false};
   bool guest_failed_ = false;  // engine thread only
+  uint64_t epoch_start_ns_ = 0;  // engine thread only
   std::mutex mu_;
   std::shared_ptr<ftsync::Checkpointer> cp_;
   std::shared_ptr<Connection> conn_;

@@ -1,0 +1,327 @@
+// ftsync_diff_bench: the page-delta microbenchmark.
+//
+// For synthetic page changes (nothing, 1 byte, 64 scattered bytes, 10% and
+// 50% of the page in runs, 10% scattered bytes, every byte), measures per
+// configuration the time to compare or encode a set of dirty pages against
+// their last sent versions, as a ratio to memcpy of the same pages measured
+// in the same run (1.00 = as costly as copying the page once; Remus's
+// baseline copies every dirty page), and the encoded bytes per page. The
+// baselines are our XOR+RLE (Remus) and XBZRLE (QEMU) encoders; a baseline
+// encoding that would not fit in a page counts as the whole page (4097 bytes,
+// as a WHOLE delta) and its time includes copying the page out.
+//
+// The page set is larger than the last-level cache by default (8192 pages:
+// 32 MiB of old and 32 MiB of new versions), as the shadow copies of an
+// epoch ago are; --pages 64 gives the cache-resident case.
+//
+// Usage: ftsync_diff_bench [--pages N] [--reps N]
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../timing.h"
+#include "diff/baseline_codecs.h"
+#include "diff/block_compare.h"
+#include "diff/page_delta.h"
+#include "diff/shadow_store.h"
+
+namespace ftsync::bench {
+namespace {
+using namespace internal;
+
+constexpr size_t kPage = kDiffPageSize;
+
+// Base and new versions of `pages` pages, changed the scenario's way.
+struct Scenario {
+  std::string name;
+  size_t pages;
+  std::vector<uint8_t> base, cur;
+  const uint8_t* Base(size_t i) const { return base.data() + i * kPage; }
+  const uint8_t* Cur(size_t i) const { return cur.data() + i * kPage; }
+};
+
+enum class Change { kNone, kOneByte, kScattered64, kRuns10, kScattered10, kRuns50, kAll };
+
+Scenario MakeScenario(const char* name, Change change, size_t pages, uint64_t seed) {
+  Scenario s{name, pages, std::vector<uint8_t>(pages * kPage), {}};
+  Rng rng(seed);
+  for (size_t i = 0; i < s.base.size(); i += 8) {
+    uint64_t v = rng.Next();
+    std::memcpy(&s.base[i], &v, 8);
+  }
+  s.cur = s.base;
+  std::vector<uint64_t> scratch;
+  std::vector<bool> changed(kPage);
+  for (size_t p = 0; p < pages; ++p) {
+    uint8_t* c = s.cur.data() + p * kPage;
+    auto flip = [&](size_t i) { c[i] = static_cast<uint8_t>(s.base[p * kPage + i] ^ (1 + rng.Below(255))); };
+    auto scattered = [&](size_t n) {
+      for (uint64_t i : DistinctRandom(&rng, n, kPage, &scratch)) flip(i);
+    };
+    auto runs = [&](size_t target) {  // random runs of 1..64 bytes until `target` bytes differ
+      std::fill(changed.begin(), changed.end(), false);
+      size_t done = 0;
+      while (done < target) {
+        size_t off = rng.Below(kPage), len = 1 + rng.Below(64);
+        for (size_t i = off; i < off + len && i < kPage && done < target; ++i) {
+          flip(i);
+          done += !changed[i];
+          changed[i] = true;
+        }
+      }
+    };
+    switch (change) {
+      case Change::kNone:
+        break;
+      case Change::kOneByte:
+        scattered(1);
+        break;
+      case Change::kScattered64:
+        scattered(64);
+        break;
+      case Change::kRuns10:
+        runs(kPage / 10);
+        break;
+      case Change::kScattered10:
+        scattered(kPage / 10);
+        break;
+      case Change::kRuns50:
+        runs(kPage / 2);
+        break;
+      case Change::kAll:
+        for (size_t i = 0; i < kPage; ++i) flip(i);
+        break;
+    }
+  }
+  return s;
+}
+
+// One row: `prepare` (untimed) then `run` over every page; `run` returns
+// the encoded bytes (0 for compare-only rows).
+struct Config {
+  std::string name;
+  std::function<void(const Scenario&)> prepare;
+  std::function<uint64_t(const Scenario&)> run;
+  bool has_size;
+};
+
+// Output area: every page's encoding back to back, as into a send buffer.
+std::vector<uint8_t> g_out;
+std::vector<uint8_t> g_sink;  // memcpy destination
+uint64_t g_checksum = 0;      // keeps compare results alive
+
+std::span<uint8_t, kMaxDeltaSize> OutAt(uint64_t offset) {
+  return std::span<uint8_t, kMaxDeltaSize>(g_out.data() + offset, kMaxDeltaSize);
+}
+
+Config CompareBlocks(DiffIsa isa, BlockSize bs) {
+  return {std::string("compare blocks-") + std::to_string(BlockBytes(bs)) + " " + DiffIsaName(isa),
+          [isa](const Scenario&) { (void)SetDiffIsaForTesting(isa); },
+          [bs](const Scenario& s) {
+            uint64_t x = 0;
+            for (size_t i = 0; i < s.pages; ++i) x += ChangedBlocks(s.Base(i), s.Cur(i), bs);
+            g_checksum += x;
+            return uint64_t{0};
+          },
+          false};
+}
+
+Config CompareRuns(DiffIsa isa) {
+  return {std::string("compare runs ") + DiffIsaName(isa),
+          [isa](const Scenario&) { (void)SetDiffIsaForTesting(isa); },
+          [](const Scenario& s) {
+            static ByteRun runs[kMaxRuns];
+            uint64_t x = 0;
+            for (size_t i = 0; i < s.pages; ++i)
+              x += ChangedRuns(s.Base(i), s.Cur(i), 4, std::span<ByteRun, kMaxRuns>(runs));
+            g_checksum += x;
+            return uint64_t{0};
+          },
+          false};
+}
+
+Config EncodeDelta(const std::string& name, DiffIsa isa, DeltaOptions o) {
+  return {name, [isa](const Scenario&) { (void)SetDiffIsaForTesting(isa); },
+          [o](const Scenario& s) {
+            uint64_t n = 0;
+            for (size_t i = 0; i < s.pages; ++i) n += EncodePageDelta(s.Base(i), s.Cur(i), o, OutAt(n)).size;
+            return n;
+          },
+          true};
+}
+
+using BaselineFn = std::optional<size_t> (*)(const uint8_t*, const uint8_t*, std::span<uint8_t>);
+Config EncodeBaseline(const std::string& name, BaselineFn fn) {
+  return {name, [](const Scenario&) {},
+          [fn](const Scenario& s) {
+            uint64_t n = 0;
+            for (size_t i = 0; i < s.pages; ++i) {
+              uint8_t* out = g_out.data() + n;
+              auto size = fn(s.Base(i), s.Cur(i), std::span<uint8_t>(out + 1, kPage));
+              if (size) {
+                out[0] = 1;  // a one-byte "encoded" tag, as a record would carry
+                n += 1 + *size;
+              } else {  // sent whole, as both systems do
+                out[0] = 0;
+                std::memcpy(out + 1, s.Cur(i), kPage);
+                n += 1 + kPage;
+              }
+            }
+            return n;
+          },
+          true};
+}
+
+// The shadow store's Encode, the store holding every base page.
+Config Shadow(const std::string& name, ShadowMode mode, DeltaOptions o) {
+  auto store = std::make_shared<std::unique_ptr<ShadowStore>>();
+  return {name,
+          [store, mode, o](const Scenario& s) {
+            (void)SetDiffIsaForTesting(BestDiffIsa());
+            ShadowOptions so;
+            so.mode = mode;
+            so.delta = o;
+            so.ways = 8;
+            so.hash_seed = 1;
+            size_t entry = mode == ShadowMode::kCopy ? kPage : BlocksPerPage(o.block_size) * 8;
+            so.memory_budget = (s.pages * 4 + 64) * (entry + 24);  // ~no conflict misses
+            if (!*store || (*store)->options().memory_budget != so.memory_budget ||
+                (*store)->options().mode != mode)
+              *store = std::move(*ShadowStore::Create(so));
+            (*store)->Clear();
+            for (size_t i = 0; i < s.pages; ++i) (void)(*store)->Encode(i, s.Base(i), 0, OutAt(0));
+          },
+          [store](const Scenario& s) {
+            uint64_t n = 0;
+            size_t misses = 0;
+            for (size_t i = 0; i < s.pages; ++i) {
+              ShadowEncoded e = (*store)->Encode(i, s.Cur(i), 1, OutAt(n));
+              n += e.size;
+              misses += !e.hit;
+            }
+            if (misses) std::fprintf(stderr, "note: %zu of %zu pages missed the shadow store\n", misses, s.pages);
+            return n;
+          },
+          true};
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  size_t pages = 8192;
+  int reps = 9;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--pages" && i + 1 < argc) {
+      pages = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: %s [--pages N] [--reps N]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (pages == 0 || reps < 1) return 2;
+  g_out.assign(pages * kMaxDeltaSize + kMaxDeltaSize, 0);
+  g_sink.assign(pages * kPage, 0);
+
+  const struct {
+    const char* name;
+    Change change;
+  } kScenarios[] = {{"same", Change::kNone},          {"1 B", Change::kOneByte},
+                    {"64 B scat", Change::kScattered64}, {"10% runs", Change::kRuns10},
+                    {"10% scat", Change::kScattered10},  {"50% runs", Change::kRuns50},
+                    {"100%", Change::kAll}};
+
+  std::vector<Config> configs;
+  std::vector<DiffIsa> isas;
+  for (DiffIsa isa : {DiffIsa::kScalar, DiffIsa::kAvx2, DiffIsa::kAvx512})
+    if (DiffIsaSupported(isa)) isas.push_back(isa);
+  const DiffIsa best = BestDiffIsa();
+  for (DiffIsa isa : isas) configs.push_back(CompareBlocks(isa, BlockSize::k64));
+  configs.push_back(CompareBlocks(best, BlockSize::k256));
+  for (DiffIsa isa : isas) configs.push_back(CompareRuns(isa));
+  for (BlockSize bs : {BlockSize::k64, BlockSize::k128, BlockSize::k256})
+    configs.push_back(EncodeDelta("encode blocks-" + std::to_string(BlockBytes(bs)), best,
+                                  {DeltaFormat::kBlocks, bs, 4}));
+  configs.push_back(EncodeDelta("encode runs gap0", best, {DeltaFormat::kRuns, BlockSize::k64, 0}));
+  configs.push_back(EncodeDelta("encode runs gap4", best, {DeltaFormat::kRuns, BlockSize::k64, 4}));
+  configs.push_back(EncodeDelta("encode runs gap4 scalar", DiffIsa::kScalar,
+                                {DeltaFormat::kRuns, BlockSize::k64, 4}));
+  configs.push_back(EncodeDelta("encode auto-64 gap0", best, {DeltaFormat::kAuto, BlockSize::k64, 0}));
+  configs.push_back(EncodeBaseline("XOR+RLE (Remus)", XorRleEncode));
+  configs.push_back(EncodeBaseline("XBZRLE (QEMU)", XbzrleEncode));
+  configs.push_back(Shadow("shadow copy, runs gap4", ShadowMode::kCopy, {DeltaFormat::kRuns, BlockSize::k64, 4}));
+  configs.push_back(Shadow("shadow copy, blocks-64", ShadowMode::kCopy, {DeltaFormat::kBlocks, BlockSize::k64, 4}));
+  for (BlockSize bs : {BlockSize::k64, BlockSize::k128, BlockSize::k256})
+    configs.push_back(Shadow("shadow hash, blocks-" + std::to_string(BlockBytes(bs)),
+                             ShadowMode::kBlockHash, {DeltaFormat::kBlocks, bs, 4}));
+
+  const size_t ns = sizeof kScenarios / sizeof kScenarios[0];
+  std::vector<double> memcpy_s(ns);
+  std::vector<std::vector<double>> ratio(configs.size(), std::vector<double>(ns));
+  std::vector<std::vector<double>> bytes(configs.size(), std::vector<double>(ns));
+
+  for (size_t k = 0; k < ns; ++k) {
+    Scenario s = MakeScenario(kScenarios[k].name, kScenarios[k].change, pages, 1000 + k);
+    memcpy_s[k] = Median(TimeRepeated(reps, [&] {
+      for (size_t i = 0; i < pages; ++i) std::memcpy(g_sink.data() + i * kPage, s.Cur(i), kPage);
+      DoNotOptimize(g_sink[pages * kPage - 1]);
+    }));
+    for (size_t c = 0; c < configs.size(); ++c) {
+      Config& cfg = configs[c];
+      std::vector<double> times;
+      uint64_t out_bytes = 0;
+      for (int r = 0; r <= reps; ++r) {  // the first pass warms up, untimed
+        cfg.prepare(s);
+        uint64_t t0 = NowNs();
+        out_bytes = cfg.run(s);
+        double t = static_cast<double>(NowNs() - t0) * 1e-9;
+        DoNotOptimize(g_out[0]);
+        if (r > 0) times.push_back(t);
+      }
+      ratio[c][k] = Median(times) / memcpy_s[k];
+      bytes[c][k] = static_cast<double>(out_bytes) / static_cast<double>(pages);
+    }
+  }
+  (void)SetDiffIsaForTesting(best);
+
+  std::printf("ftsync_diff_bench: %zu pages of %zu bytes, %d reps (median); kernels: best %s\n",
+              pages, kPage, reps, DiffIsaName(best));
+  auto header = [&](const char* title) {
+    std::printf("\n%-28s", title);
+    for (size_t k = 0; k < ns; ++k) std::printf(" %10s", kScenarios[k].name);
+    std::printf("\n");
+  };
+  header("time / memcpy time");
+  std::printf("%-28s", "memcpy (ns/page)");
+  for (size_t k = 0; k < ns; ++k) std::printf(" %10.0f", memcpy_s[k] / pages * 1e9);
+  std::printf("\n%-28s", "memcpy (GB/s)");
+  for (size_t k = 0; k < ns; ++k) std::printf(" %10.2f", GBps(pages * kPage, memcpy_s[k]));
+  std::printf("\n");
+  for (size_t c = 0; c < configs.size(); ++c) {
+    std::printf("%-28s", configs[c].name.c_str());
+    for (size_t k = 0; k < ns; ++k) std::printf(" %10.2f", ratio[c][k]);
+    std::printf("\n");
+  }
+  header("encoded bytes / page");
+  std::printf("%-28s", "whole page (Remus)");
+  for (size_t k = 0; k < ns; ++k) std::printf(" %10zu", kPage);
+  std::printf("\n");
+  for (size_t c = 0; c < configs.size(); ++c) {
+    if (!configs[c].has_size) continue;
+    std::printf("%-28s", configs[c].name.c_str());
+    for (size_t k = 0; k < ns; ++k) std::printf(" %10.1f", bytes[c][k]);
+    std::printf("\n");
+  }
+  std::printf("\n(checksum %llu)\n", static_cast<unsigned long long>(g_checksum & 0xFFFF));
+  return 0;
+}
+
+}  // namespace ftsync::bench
+
+int main(int argc, char** argv) { return ftsync::bench::Main(argc, argv); }
