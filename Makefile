@@ -46,7 +46,7 @@ FTD_TEST_SRCS := $(sort $(wildcard test/ftd/*.cc))
 FTD_TESTS := $(BUILD)/bin/ftd_tests
 PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
 
-.PHONY: all deps check check-fast bench bench-qemu demo demo-local install clean guest check-guest
+.PHONY: all deps check check-fast bench bench-diff bench-qemu demo demo-local install clean guest check-guest
 all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD) $(FTD_TESTS) $(PRELOAD)
 
 deps:
@@ -129,6 +129,11 @@ check-fast: deps
 	$(MAKE) all
 	test/run-tests $(BUILD) fast
 
+DIFF_BENCH := $(BUILD)/bin/ftsync_diff_bench
+$(DIFF_BENCH): $(BUILD)/bench/diff/diff_bench.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $< $(LIB_A) $(FT_LIBS)
+
 QEMU_BENCH := $(BUILD)/bin/ftsync_qemu_bench
 QEMU_BENCH_OBJS := $(BUILD)/bench/qemu/epoch_pause_bench.o $(BUILD)/bench/report.o
 $(QEMU_BENCH): $(QEMU_BENCH_OBJS) $(TESTING_A) $(LIB_A)
@@ -141,7 +146,14 @@ $(QEMU_BENCH): $(QEMU_BENCH_OBJS) $(TESTING_A) $(LIB_A)
 bench: deps
 	$(MAKE) OPT=-O3 $(BENCH)
 	$(BENCH) --json bench/results/core.json
+	$(MAKE) bench-diff
 	$(MAKE) bench-qemu
+
+# Page-delta codecs (groundwork of issue 5) against memcpy and the Remus
+# XOR+RLE and XBZRLE-style baselines.
+bench-diff: deps
+	$(MAKE) OPT=-O3 $(DIFF_BENCH)
+	$(DIFF_BENCH)
 
 bench-qemu: deps
 	$(MAKE) $(FTD) $(PRELOAD) guest
