@@ -103,9 +103,22 @@ void Connection::ReadMore() {
                                          : "read: " + ec.message());
                           return;
                         }
-                        self->ReadMore();
+                        self->ReadWhenRoom();
                       }));
   });
+}
+
+// Reads on only while the engine keeps up: past kMaxInbound buffered bytes
+// the socket is left unread, so TCP pushes back on the peer.
+void Connection::ReadWhenRoom() {
+  if (closed_) return;
+  if (inbound_.buffered() < kMaxInbound) {
+    ReadMore();
+    return;
+  }
+  auto self = shared_from_this();
+  auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(2));
+  t->async_wait(asio::bind_executor(strand_, [self, t](boost::system::error_code) { self->ReadWhenRoom(); }));
 }
 
 void Connection::WriteMore() {

@@ -1,7 +1,8 @@
 // One replication connection (TCP, with mutual TLS unless explicitly
 // insecure), driven by the daemon's io_context, seen by the synchronous
-// engines as a ByteSink (bounded: a writer blocks while too much is queued)
-// and a ByteSource.
+// engines as a ByteSink and a ByteSource. Both directions are bounded: a
+// writer blocks while too much is queued, and the socket is not read while
+// too much received data waits for the engine.
 #ifndef FTSYNC_FTD_CONNECTION_H_
 #define FTSYNC_FTD_CONNECTION_H_
 
@@ -68,6 +69,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
 
   void ReadMore();
+  void ReadWhenRoom();
   void WriteMore();
   void Fail(const std::string& why);
   bool MarkClosed(const std::string& why);
@@ -92,6 +94,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<uint64_t> last_rx_ns_{0};
   std::string close_reason_;
   static constexpr size_t kMaxQueued = 32u << 20;
+  static constexpr size_t kMaxInbound = 64u << 20;
 };
 
 }  // namespace ftd

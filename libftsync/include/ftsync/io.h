@@ -56,6 +56,8 @@ class MemoryPipe {
   void CloseReader();
   // Bytes written so far.
   uint64_t bytes_written() const;
+  // Bytes written and not yet read.
+  uint64_t buffered() const;
 
   struct State;  // shared by both ends; defined in io.cc
 

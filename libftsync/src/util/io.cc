@@ -44,6 +44,7 @@ struct MemoryPipe::State {
   // from `offset`.
   std::deque<std::vector<uint8_t>> data;
   size_t offset = 0;
+  uint64_t read = 0;
   bool writer_closed = false;
   bool reader_closed = false;
   uint64_t written = 0;
@@ -93,6 +94,7 @@ class PipeSource : public ByteSource {
       size_t take = std::min(buf.size() - n, front.size() - s_->offset);
       std::memcpy(buf.data() + n, front.data() + s_->offset, take);
       n += take;
+      s_->read += take;
       s_->offset += take;
       if (s_->offset == front.size()) {
         s_->data.pop_front();
@@ -234,6 +236,11 @@ void MemoryPipe::CloseReader() {
   state_->offset = 0;
   state_->cv.notify_all();
 }
+uint64_t MemoryPipe::buffered() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->written - state_->read;
+}
+
 uint64_t MemoryPipe::bytes_written() const {
   std::lock_guard<std::mutex> lock(state_->mu);
   return state_->written;

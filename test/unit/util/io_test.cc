@@ -96,3 +96,20 @@ TEST_CASE("status: codes, names and errno mapping", "[io]") {
 
 }  // namespace
 }  // namespace ftsync
+
+namespace ftsync {
+namespace {
+
+TEST_CASE("io: a memory pipe counts what waits to be read", "[io]") {
+  MemoryPipe p;
+  uint8_t b[10] = {};
+  REQUIRE(p.sink().Write(ConstBuffer(b, 10)).ok());
+  CHECK(p.buffered() == 10);
+  uint8_t got[4];
+  REQUIRE(p.source().ReadExact(got).ok());
+  CHECK(p.buffered() == 6);
+  CHECK(p.bytes_written() == 10);
+}
+
+}  // namespace
+}  // namespace ftsync
