@@ -71,40 +71,33 @@ TEST_CASE("checkpointer: the stream is written only while the guest runs", "[epo
 
 TEST_CASE("checkpointer: at most max_in_flight epochs go unacknowledged; it waits, never drops",
           "[epoch]") {
-  test::TempDir dir;
-  testing::FakeDomain dom(16);
-  MemoryPipe fwd, back;
-  test::GatedSink gate(&back.sink());
-  auto rep = ReplicaImage::Open(dir.Sub("r"));
-  Receiver rx(rep->get(), &fwd.source(), &gate);
-  std::thread t([&] {
-    if (rx.Handshake().ok()) (void)rx.Run();
-  });
-  gate.Allow(1);  // the back-channel header
+  Harness h(16, 1, /*gate_acks=*/true);
+  h.StartReceiver();
+  h.gate->Allow(1);  // the back-channel header
   CheckpointerOptions o;
   o.max_in_flight = 2;
-  Checkpointer cp(&dom, &fwd.sink(), &back.source(), o);
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
   REQUIRE(cp.Start().ok());        // epoch 0 in flight
-  dom.Fill(1, 1);
+  h.dom.Fill(1, 1);
   REQUIRE(cp.Checkpoint().ok());   // epoch 1 in flight
   std::atomic<bool> third_done{false};
   std::thread third([&] {
-    dom.Fill(2, 2);
+    h.dom.Fill(2, 2);
     REQUIRE(cp.Checkpoint().ok());
     third_done = true;
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   CHECK_FALSE(third_done.load());   // blocked: two epochs unacknowledged
   CHECK(cp.stats().epochs_sent == 2);
-  gate.Allow(1);                    // ACK(0) may pass
+  h.gate->Allow(1);                 // ACK(0) may pass
   third.join();
   CHECK(third_done.load());
   CHECK(cp.stats().epochs_sent == 3);
   CHECK(cp.last_acked_epoch() == 0);
-  gate.Open();
+  h.gate->Open();
   REQUIRE(cp.Finish().ok());
-  t.join();
-  CHECK(rx.last_complete_epoch() == std::optional<uint64_t>(2));
+  h.Join();
+  CHECK(h.rx->last_complete_epoch() == std::optional<uint64_t>(2));
 }
 
 // Fails every write from the n-th on (a dead peer, a full socket buffer).

@@ -170,13 +170,22 @@ struct Harness {
   Status rx_status;
   SnapshotDevice snap{&dom};
 
-  explicit Harness(uint64_t frames, uint64_t seed = 1) : dom(frames, 4096, "fake", seed) {
+  // With `gate_acks`, the backup's back channel passes only what the test
+  // allows through `gate` (Allow(1) lets the header out; Open() everything).
+  std::unique_ptr<GatedSink> gate;
+
+  explicit Harness(uint64_t frames, uint64_t seed = 1, bool gate_acks = false)
+      : dom(frames, 4096, "fake", seed) {
     auto r = ReplicaImage::Open(dir.Sub("replica"));
     replica = std::move(r).value();
-    rx = std::make_unique<Receiver>(replica.get(), &fwd.source(), &back.sink());
+    if (gate_acks) gate = std::make_unique<GatedSink>(&back.sink());
+    rx = std::make_unique<Receiver>(replica.get(), &fwd.source(), gate ? static_cast<ByteSink*>(gate.get()) : &back.sink());
     snap.receiver = rx.get();
   }
-  ~Harness() { Join(); }
+  ~Harness() {
+    if (gate) gate->Open();
+    Join();
+  }
 
   void StartReceiver() {
     rx_thread = std::thread([this] {

@@ -58,37 +58,29 @@ TEST_CASE("output buffer: an item leaves only after its epoch is ACKed, in order
 
 TEST_CASE("output buffer: with the backup's ACKs delayed nothing leaves; then all of it, in order",
           "[epoch][output]") {
-  test::TempDir dir;
-  testing::FakeDomain dom(32);
-  MemoryPipe fwd, back;
-  test::GatedSink gate(&back.sink());
-  auto rep = ReplicaImage::Open(dir.Sub("r"));
-  Receiver rx(rep->get(), &fwd.source(), &gate);
-  std::thread t([&] {
-    if (rx.Handshake().ok()) (void)rx.Run();
-  });
-  gate.Allow(1);  // the back-channel header only: every ACK is held
+  Harness h(32, 1, /*gate_acks=*/true);
+  h.StartReceiver();
+  h.gate->Allow(1);  // the back-channel header only: every ACK is held
   std::vector<uint64_t> released;
   OutputBuffer out("net", [&](const OutputBuffer::Item& i) { released.push_back(TagOf(i)); });
   CheckpointerOptions o;
   o.max_in_flight = 8;
-  Checkpointer cp(&dom, &fwd.sink(), &back.source(), o);
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
   REQUIRE(cp.AddDevice(&out).ok());
   REQUIRE(cp.Start().ok());
   for (uint64_t e = 1; e <= 5; ++e) {
     out.Append(Tagged(e, 0));
-    dom.Fill(e, static_cast<uint8_t>(e));
+    h.dom.Fill(e, static_cast<uint8_t>(e));
     REQUIRE(cp.Checkpoint().ok());
     REQUIRE(cp.PollBackChannel(20).ok());
   }
   CHECK(released.empty());                      // sent, but not acknowledged
   CHECK(cp.last_acked_epoch() == -1);
   CHECK(out.counters().held_items == 5);
-  gate.Open();                                  // the ACKs arrive
+  h.gate->Open();                               // the ACKs arrive
   REQUIRE(cp.WaitForAck(5).ok());
   CHECK(released == std::vector<uint64_t>{1, 2, 3, 4, 5});
   REQUIRE(cp.Finish().ok());
-  t.join();
 }
 
 TEST_CASE("output buffer: held while ACKs are delayed, released when they come", "[epoch][output]") {
