@@ -46,7 +46,7 @@ FTD_TEST_SRCS := $(sort $(wildcard test/ftd/*.cc))
 FTD_TESTS := $(BUILD)/bin/ftd_tests
 PC       := $(BUILD)/lib/pkgconfig/libftsync.pc
 
-.PHONY: all deps check check-fast bench bench-diff bench-qemu demo demo-local install clean guest check-guest
+.PHONY: all deps check check-xen check-fast bench bench-diff bench-qemu demo demo-local install clean guest check-guest
 all: $(LIB_SO) $(LIB_A) $(UNIT) $(CAPI_TEST) $(VERIFY) $(PC) $(LOCAL_DEMO) $(FTD) $(FTD_TESTS) $(PRELOAD)
 
 deps:
@@ -177,6 +177,13 @@ $(BUILD)/guest/initrd.gz: $(GUEST_SRCS)
 guest: $(BUILD)/guest/initrd.gz
 check-guest: guest
 	test/guest/smoke-test.sh $(BUILD)/guest
+
+# Real Xen 4.17 nested under QEMU/TCG with a Debian dom0 built by
+# debootstrap (cached in XEN_CACHE); see test/integration/xen/README.md.
+# Not yet part of `make check`: it joins .ci/run with the Xen backend.
+XEN_CACHE ?= /var/cache/ftsync/xen
+check-xen: all
+	test/integration/xen/run-xen-test.sh $(XEN_CACHE) $(BUILD)
 
 install: $(LIB_SO) $(LIB_A) $(FTD) $(PRELOAD)
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/ftsync

@@ -1,0 +1,45 @@
+#!/bin/bash
+# Entry point of ftsync's nested-Xen test (make check-xen): builds or reuses
+# the cached dom0 image, assembles the files injected into dom0 (test script,
+# PVH domU config and initramfs; later ftsync's binaries), boots Xen under
+# QEMU TCG and returns the in-dom0 test's status.
+# Usage: run-xen-test.sh [CACHE_DIR [BUILD_DIR]]
+#   CACHE_DIR default /var/cache/ftsync/xen; BUILD_DIR (default build) is
+#   where ftsync was built: its ftd, tools and libftsync go to /inject/bin and
+#   /inject/lib in dom0 when present.
+# Env: XEN_TEST_TIMEOUT, XEN_TEST_LOG (see boot-xen.sh); XEN_TEST_KEEP=1 keeps
+# the inject directory.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${1:-${XEN_CACHE:-/var/cache/ftsync/xen}}
+build=${2:-build}
+[ "$(id -u)" = 0 ] || { echo "run-xen-test: needs root (debootstrap, chroot)" >&2; exit 127; }
+t0=$(date +%s)
+# Host tools, from Debian, when missing.
+need=
+command -v debootstrap >/dev/null || need="$need debootstrap"
+command -v qemu-system-x86_64 >/dev/null || need="$need qemu-system-x86"
+command -v cpio >/dev/null || need="$need cpio"
+command -v strip >/dev/null || need="$need binutils"
+if [ -n "$need" ]; then
+  echo "run-xen-test: installing$need" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need >/dev/null
+fi
+"$here/build-dom0.sh" "$cache"
+inject=$(mktemp -d /tmp/ftsync-xen-inject.XXXXXX)
+[ -n "${XEN_TEST_KEEP:-}" ] || trap 'rm -rf "$inject"' EXIT
+install -m 755 "$here/probe-in-dom0.sh" "$inject/run-in-dom0.sh"
+install -m 644 "$here/domu-probe.cfg" "$inject/domu-probe.cfg"
+mkdir -p "$inject/bin" "$inject/lib"
+# Without debug info: the injected archive is rebuilt on every run.
+for f in ftd ftsync-verify-stream; do
+  if [ -x "$build/bin/$f" ]; then strip --strip-debug -o "$inject/bin/$f" "$build/bin/$f"; fi
+done
+if [ -e "$build/lib/libftsync.so.0" ]; then
+  strip --strip-debug -o "$inject/lib/libftsync.so.0" "$build/lib/libftsync.so.0"
+fi
+"$here/mk-domu-initrd.sh" "$cache/rootfs/bin/busybox" "$inject/domu-initrd.gz"
+rc=0
+"$here/boot-xen.sh" "$cache" "$inject" || rc=$?
+echo "run-xen-test: status $rc, $(( $(date +%s) - t0 )) s in all" >&2
+exit "$rc"
