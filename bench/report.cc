@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 namespace ftsync::bench {
 namespace {
@@ -128,6 +129,15 @@ std::string Ratio(double v) {
 double Round(double v, int digits) {
   double scale = std::pow(10.0, digits);
   return std::round(v * scale) / scale;
+}
+
+std::string UtcNow() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace ftsync::bench

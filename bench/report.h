@@ -68,6 +68,9 @@ std::string Ratio(double v);
 // Rounds `v` to `digits` decimal digits, for tidy JSON numbers.
 double Round(double v, int digits);
 
+// The current time as "2026-11-24T22:55:39Z", for reports.
+std::string UtcNow();
+
 }  // namespace ftsync::bench
 
 #endif  // FTSYNC_BENCH_REPORT_H_

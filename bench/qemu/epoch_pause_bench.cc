@@ -104,15 +104,6 @@ void Usage(FILE* f) {
                "(see bench/README.md).\n");
 }
 
-std::string UtcNow() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 bool Exists(const std::string& p) {
   struct stat st;
   return stat(p.c_str(), &st) == 0;
