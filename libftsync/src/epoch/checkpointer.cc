@@ -155,7 +155,15 @@ struct Checkpointer::Impl {
     return Status::OK();
   }
 
+  // Records a sent epoch's stats, then, with the guest running, makes room
+  // for an epoch twice this size, so the next pause finds the staging area
+  // allocated and touched.
   void Record(const EpochStats& es) {
+    RecordStats(es);
+    staging.Reserve(std::min<uint64_t>(2 * pfns.size(), header.frame_count) * page_size);
+  }
+
+  void RecordStats(const EpochStats& es) {
     std::lock_guard<std::mutex> lock(stats_mu);
     stats.last = es;
     stats.epochs_sent++;
@@ -257,9 +265,6 @@ struct Checkpointer::Impl {
     es->bytes_wire = writer.bytes_written() - wire_before;
     in_flight.push_back(InFlight{epoch, pfns, now});
     next_epoch = epoch + 1;
-    // Outside the pause: make room for an epoch twice this size, so the
-    // next pause finds the staging area allocated and touched.
-    staging.Reserve(std::min<uint64_t>(2 * pfns.size(), header.frame_count) * page_size);
     return Status::OK();
   }
 
