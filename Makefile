@@ -209,4 +209,7 @@ install: $(LIB_SO) $(LIB_A) $(FTD) $(PRELOAD)
 clean:
 	rm -rf $(BUILD)
 
+# Build fragments of sub-projects (bench/workloads, xl-plugin, ...).
+-include $(sort $(wildcard mk/*.mk))
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
