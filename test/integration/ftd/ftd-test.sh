@@ -138,7 +138,8 @@ start_backup
 "$ftd" primary --peer 127.0.0.1:$port $tls_p --interval 20 --heartbeat 50 --fake-frames 262144 \
   --control "$work/p.sock" 2>>"$work/p.log" &
 ppid_=$!; pids+=($ppid_)
-for _ in $(seq 100); do grep -q "connected" b.log 2>/dev/null && break; sleep 0.02; done
+# Up to 20 s: on a loaded machine the primary may take long to connect.
+for _ in $(seq 1000); do grep -q "connected" b.log 2>/dev/null && break; sleep 0.02; done
 kill -9 $ppid_; wait $ppid_ 2>/dev/null
 sleep 1
 check "no takeover from an older session's replica" \
