@@ -42,6 +42,7 @@ struct ReceiverStats {
   uint64_t last_complete_epoch = 0;
   uint64_t epochs_applied = 0;
   uint64_t pages_applied = 0;
+  uint64_t delta_pages_applied = 0;  // of pages_applied: PAGE_DELTA entries (base checked)
   uint64_t bytes_received = 0;
   uint64_t heartbeats_received = 0;
   uint64_t last_apply_us = 0;   // EPOCH_COMMIT received .. replica updated

@@ -1,5 +1,7 @@
 #include "stream/forward_validator.h"
 
+#include "diff/page_delta.h"
+
 namespace ftsync::internal {
 
 ForwardValidator::ForwardValidator(const StreamHeader& header) : header_(header) {}
@@ -71,6 +73,32 @@ Result<ForwardEvent> ForwardValidator::Feed(const RecordView& r) {
       pages_ += p->count;
       ev.kind = ForwardEvent::kPages;
       ev.pages = *p;
+      return ev;
+    }
+    case kPageDelta: {
+      if (epoch_ == 0)
+        return Fail(Errc::kProtocol, "D1", "in epoch 0 (the full synchronisation has no base)", r);
+      if (header_.page_size != kPageDeltaPageSize)
+        return Fail(Errc::kProtocol, "D2", "in a stream of page_size " +
+                                               std::to_string(header_.page_size) + ", not 4096", r);
+      auto d = ParsePageDelta(r.body);
+      if (!d.ok()) return d.status();
+      PageDeltaEntry e;
+      size_t pos = 8;
+      for (uint32_t i = 0; i < d->count; ++i) {
+        pos = d->Entry(pos, &e);
+        if (e.pfn >= header_.frame_count)
+          return Fail(Errc::kCorruption, "O8",
+                      "pfn " + std::to_string(e.pfn) + " >= frame_count " +
+                          std::to_string(header_.frame_count), r);
+        Status s = CheckPageDelta(e.encoding);
+        if (!s.ok())
+          return Fail(Errc::kCorruption, "D3", "entry " + std::to_string(i) + " (pfn " +
+                                                   std::to_string(e.pfn) + "): " + s.context(), r);
+      }
+      pages_ += d->count;
+      ev.kind = ForwardEvent::kDelta;
+      ev.delta = *d;
       return ev;
     }
     case kDeviceState:
