@@ -125,6 +125,15 @@ int main(void) {
   ftsync_checkpointer_options o;
   ftsync_checkpointer_options_init(&o);
   CHECK(o.max_in_flight == 2);
+  CHECK(o.delta == NULL && o.compression == NULL && o.delta_block_size == 64);
+  {
+    ftsync_checkpointer_options bad_o = o;
+    bad_o.delta = "sometimes";
+    CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &bad_o, &bad) == FTSYNC_EINVAL);
+    bad_o.delta = "hash";
+    bad_o.compression = "rar";
+    CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &bad_o, &bad) == FTSYNC_EINVAL);
+  }
   o.max_in_flight = 1;
   ftsync_checkpointer* cp = NULL;
   CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &o, &cp) == FTSYNC_OK);
@@ -146,7 +155,11 @@ int main(void) {
   CHECK(st.epochs_sent == 21);
   CHECK(st.last.epoch == 20);
   CHECK(st.last.dirty_pages > 0 && st.last.dirty_pages <= 30);
-  CHECK(st.last.bytes_wire > st.last.dirty_pages * PAGE);
+  /* Defaults: deltas (runs) against the pages sent before, zstd. Pages
+   * this test writes twice or more travel as deltas. */
+  CHECK(st.last.bytes_after_compression <= st.last.bytes_after_delta);
+  CHECK(st.last.bytes_wire > st.last.bytes_after_compression);
+  CHECK(st.last.bytes_wire < st.last.bytes_after_compression + 16 * 64);
   /* With one epoch in flight, commits trail sends by at most one. */
   CHECK(v.commits >= 20);
   CHECK(ftsync_checkpointer_finish(cp) == FTSYNC_OK);
@@ -156,6 +169,7 @@ int main(void) {
   CHECK(ftsync_receiver_last_complete_epoch(x.r, &e) == FTSYNC_OK && e == 20);
   ftsync_receiver_stats rs;
   CHECK(ftsync_receiver_get_stats(x.r, &rs) == FTSYNC_OK && rs.epochs_applied == 21);
+  CHECK(rs.delta_pages_applied > 0 && rs.delta_pages_applied < rs.pages_applied);
 
   /* The replica equals the domain's memory, byte for byte. */
   int fd = open(ftsync_receiver_memory_path(x.r), O_RDONLY);

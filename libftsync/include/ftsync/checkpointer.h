@@ -6,9 +6,22 @@
 //   wait while max_in_flight epochs are unacknowledged (never drop one)
 //   Suspend -> devices Postsuspend -> FetchAndClearDirty -> copy dirty frames
 //   into the staging area -> SaveState -> devices Preresume -> Resume
-//   -> emit EPOCH_BEGIN, PAGE_DATA..., DEVICE_STATE, EPOCH_COMMIT
-// The guest is paused only for harvest + local copy + state save; the
-// stream is written while it runs. When ACK(n) arrives every device gets
+//   -> encode and emit EPOCH_BEGIN, PAGE_DATA/PAGE_DELTA..., DEVICE_STATE,
+//      EPOCH_COMMIT
+// The guest is paused only for harvest + local copy + state save; deltas
+// and compression are computed, and the stream written, while it runs.
+//
+// Deltas (CheckpointerOptions::delta): the primary keeps a bounded shadow
+// store of the last version of each page it sent and sends a dirty page as
+// its changed blocks or byte runs (PAGE_DELTA) when the store holds it,
+// whole otherwise. Each delta names its base by content hash and the backup
+// checks it, so the store must describe the backup exactly: it is filled
+// only from epochs > 0 (a page enters when first sent whole after epoch 0)
+// and cleared when the session fails. With max_in_flight > 1 epoch n+1 is
+// encoded against what the backup will hold after applying epoch n; that
+// is safe because any failure of epoch n (send error, NACK) ends the whole
+// session (sticky), and a new session starts with a full synchronisation
+// and a new Checkpointer. When ACK(n) arrives every device gets
 // Commit(n): that is where held network packets and console bytes leave.
 //
 // Failure rules:
@@ -27,6 +40,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "ftsync/checkpoint_device.h"
@@ -37,6 +51,28 @@
 #include "ftsync/status.h"
 
 namespace ftsync {
+
+// How dirty pages of epochs > 0 are sent. See stream-format.md, PAGE_DELTA.
+enum class DeltaMode : uint8_t {
+  kOff,        // whole pages (PAGE_DATA), as Remus: no shadow store
+  kBlocks,     // changed blocks of delta_block_size bytes, against a page copy
+  kRuns,       // exact changed byte runs, against a page copy
+  kAuto,       // per page the smaller of runs and blocks (runs nearly always)
+  kBlockHash,  // changed blocks found by comparing per-block hashes: no page
+               // copies (about 8 % of kRuns' memory per page at 64-byte
+               // blocks), more CPU, and bytes like kBlocks
+};
+
+// Codec of COMPRESSED records (stream-format.md, COMPRESSED).
+enum class Compression : uint8_t { kNone, kZlib, kZstd };
+
+// Names for logs and command lines ("off", "runs", "blocks", "auto",
+// "hash"; "none", "zlib", "zstd").
+const char* DeltaModeName(DeltaMode m);
+const char* CompressionName(Compression c);
+// The inverses; kInvalidArgument naming the accepted names otherwise.
+Result<DeltaMode> ParseDeltaMode(std::string_view name);
+Result<Compression> ParseCompression(std::string_view name);
 
 struct CheckpointerOptions {
   // Epochs emitted but not yet ACKed before Checkpoint() waits. 1 gives
@@ -59,6 +95,25 @@ struct CheckpointerOptions {
   // is still paused (as Xen 4.17's Remus does), instead of after resuming.
   // Never better; exists to measure what the staging area saves.
   bool emit_while_paused = false;
+  // Sub-page deltas for epochs > 0 (see DeltaMode). Needs 4 KiB guest
+  // pages; with any other page size the epochs are sent whole (logged).
+  // Default kRuns: on every workload of bench/diff and the QEMU guest it
+  // sends the fewest bytes, and its encoder costs about one page compare.
+  DeltaMode delta = DeltaMode::kRuns;
+  // Block size of kBlocks, kAuto's blocks and kBlockHash: 64, 128 or 256.
+  uint32_t delta_block_size = 64;
+  // Memory of the shadow store, bytes, allocated at Start() and never
+  // grown. Copy modes keep 4128 bytes per page (32 MiB: about 8100
+  // pages, Remus kept 8192); kBlockHash keeps 8 bytes per block + 32
+  // (544 bytes at 64-byte blocks: 32 MiB covers about 61000 pages). A
+  // page that does not fit (evicted, least recently sent first within its
+  // set) is sent whole and re-enters the store.
+  size_t shadow_budget_bytes = size_t{32} << 20;
+  // COMPRESSED records around PAGE_DATA, PAGE_DELTA and DEVICE_STATE
+  // bodies when that makes them smaller. Epoch 0 is compressed too.
+  Compression compression = Compression::kZstd;
+  // zlib 1..9, zstd 1..19; 0: the codec's fast default (level 1).
+  int compression_level = 0;
   // Session identifier for the stream header; 0 picks a random one.
   uint64_t session = 0;
   // Keep the stats of the newest N epochs (stats_history()).

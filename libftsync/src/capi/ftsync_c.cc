@@ -134,6 +134,11 @@ void ftsync_checkpointer_options_init(ftsync_checkpointer_options* o) {
   o->precopy_min_pages = d.precopy_min_pages;
   o->batch_pages = d.batch_pages;
   o->session = d.session;
+  o->delta = NULL;
+  o->delta_block_size = d.delta_block_size;
+  o->shadow_budget_bytes = d.shadow_budget_bytes;
+  o->compression = NULL;
+  o->compression_level = d.compression_level;
 }
 
 int ftsync_checkpointer_create(const ftsync_domain_ops* ops, void* ctx, int stream_fd,
@@ -153,6 +158,19 @@ int ftsync_checkpointer_create(const ftsync_domain_ops* ops, void* ctx, int stre
   co.precopy_min_pages = o.precopy_min_pages;
   co.batch_pages = o.batch_pages;
   co.session = o.session;
+  co.delta_block_size = o.delta_block_size;
+  co.shadow_budget_bytes = o.shadow_budget_bytes;
+  co.compression_level = o.compression_level;
+  if (o.delta) {
+    Result<DeltaMode> m = ParseDeltaMode(o.delta);
+    if (!m.ok()) return FTSYNC_EINVAL;
+    co.delta = *m;
+  }
+  if (o.compression) {
+    Result<Compression> c = ParseCompression(o.compression);
+    if (!c.ok()) return FTSYNC_EINVAL;
+    co.compression = *c;
+  }
   auto* h = new ftsync_checkpointer;
   h->domain = std::make_unique<CallbackDomain>(*ops, ctx);
   h->sink = MakeFdSink(stream_fd);
@@ -196,6 +214,11 @@ static void CopyEpochStats(const EpochStats& s, ftsync_epoch_stats* o) {
   o->state_save_us = s.state_save_us;
   o->emit_us = s.emit_us;
   o->ack_latency_us = s.ack_latency_us;
+  o->delta_pages = s.delta_pages;
+  o->bytes_after_delta = s.bytes_after_delta;
+  o->bytes_after_compression = s.bytes_after_compression;
+  o->encode_us = s.encode_us;
+  o->compress_us = s.compress_us;
 }
 
 int ftsync_checkpointer_get_stats(const ftsync_checkpointer* cp, ftsync_checkpointer_stats* o) {
@@ -275,6 +298,7 @@ int ftsync_receiver_get_stats(const ftsync_receiver* r, ftsync_receiver_stats* o
   o->heartbeats_received = s.heartbeats_received;
   o->last_apply_us = s.last_apply_us;
   o->discarded_epochs = s.discarded_epochs;
+  o->delta_pages_applied = s.delta_pages_applied;
   return FTSYNC_OK;
 }
 

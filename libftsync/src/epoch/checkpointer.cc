@@ -7,6 +7,9 @@
 #include <mutex>
 #include <random>
 
+#include "diff/page_delta.h"
+#include "diff/shadow_store.h"
+#include "stream/compression.h"
 #include "stream/record_reader.h"
 #include "stream/record_writer.h"
 #include "stream/records.h"
@@ -51,6 +54,41 @@ struct InFlight {
 
 }  // namespace
 
+const char* DeltaModeName(DeltaMode m) {
+  switch (m) {
+    case DeltaMode::kOff: return "off";
+    case DeltaMode::kBlocks: return "blocks";
+    case DeltaMode::kRuns: return "runs";
+    case DeltaMode::kAuto: return "auto";
+    case DeltaMode::kBlockHash: return "hash";
+  }
+  return "unknown";
+}
+
+const char* CompressionName(Compression c) {
+  switch (c) {
+    case Compression::kNone: return "none";
+    case Compression::kZlib: return "zlib";
+    case Compression::kZstd: return "zstd";
+  }
+  return "unknown";
+}
+
+Result<DeltaMode> ParseDeltaMode(std::string_view name) {
+  for (DeltaMode m : {DeltaMode::kOff, DeltaMode::kBlocks, DeltaMode::kRuns, DeltaMode::kAuto,
+                      DeltaMode::kBlockHash})
+    if (name == DeltaModeName(m)) return m;
+  return Status(Errc::kInvalidArgument,
+                "unknown delta mode '" + std::string(name) + "' (off, blocks, runs, auto, hash)");
+}
+
+Result<Compression> ParseCompression(std::string_view name) {
+  for (Compression c : {Compression::kNone, Compression::kZlib, Compression::kZstd})
+    if (name == CompressionName(c)) return c;
+  return Status(Errc::kInvalidArgument,
+                "unknown compression '" + std::string(name) + "' (none, zlib, zstd)");
+}
+
 struct Checkpointer::Impl {
   Domain* domain;
   ByteSink* out;
@@ -87,6 +125,14 @@ struct Checkpointer::Impl {
   DirtyBitmap bitmap;
   std::vector<uint8_t> state;
 
+  // Deltas: what the backup holds of recently sent pages (null: kOff), and
+  // the buffers of one epoch's encoding.
+  std::unique_ptr<ShadowStore> shadow;
+  PageDeltaBuilder delta_body;
+  std::vector<uint64_t> whole_pfns;
+  std::vector<uint8_t> whole_data;
+  std::unique_ptr<uint8_t[]> delta_out{new uint8_t[kMaxDeltaSize]};
+
   mutable std::mutex stats_mu;
   CheckpointerStats stats;
   std::deque<EpochStats> history;
@@ -101,6 +147,9 @@ struct Checkpointer::Impl {
   Status Fail(Status s) {
     if (sticky.ok()) {
       sticky = s;
+      // The backup may hold none of what the store recorded since its last
+      // ACK: no delta may ever be computed against it again.
+      if (shadow) shadow->Clear();
       Log(LogLevel::kError, "checkpointer: session failed: " + s.ToString());
       // Nothing unacknowledged may be lost: the next session resends it.
       std::vector<uint64_t> all;
@@ -152,6 +201,85 @@ struct Checkpointer::Impl {
       FTSYNC_RETURN_IF_ERROR(WriteLocked(
           [&] { return writer.PageData(list.subspan(i, n), data + i * page_size, page_size); }));
     }
+    return Status::OK();
+  }
+
+  // Creates the shadow store and sets the codec from the options.
+  Status SetUpEncoding() {
+    if (opts.delta != DeltaMode::kOff) {
+      if (page_size != kPageDeltaPageSize) {
+        Log(LogLevel::kWarning, "checkpointer: page size " + std::to_string(page_size) +
+                                    " is not 4096: sending whole pages (delta " +
+                                    DeltaModeName(opts.delta) + " needs 4 KiB pages)");
+      } else {
+        ShadowOptions so;
+        so.mode = opts.delta == DeltaMode::kBlockHash ? ShadowMode::kBlockHash : ShadowMode::kCopy;
+        so.memory_budget = opts.shadow_budget_bytes;
+        switch (opts.delta_block_size) {
+          case 64: so.delta.block_size = BlockSize::k64; break;
+          case 128: so.delta.block_size = BlockSize::k128; break;
+          case 256: so.delta.block_size = BlockSize::k256; break;
+          default:
+            return Status(Errc::kInvalidArgument, "delta block size " +
+                                                      std::to_string(opts.delta_block_size) +
+                                                      " is not 64, 128 or 256");
+        }
+        so.delta.format = opts.delta == DeltaMode::kRuns   ? DeltaFormat::kRuns
+                          : opts.delta == DeltaMode::kAuto ? DeltaFormat::kAuto
+                                                           : DeltaFormat::kBlocks;
+        Result<std::unique_ptr<ShadowStore>> st = ShadowStore::Create(so);
+        if (!st.ok()) return st.status().Annotate("shadow store");
+        shadow = std::move(st).value();
+      }
+    }
+    Codec codec = opts.compression == Compression::kZlib   ? Codec::kZlib
+                  : opts.compression == Compression::kZstd ? Codec::kZstd
+                                                           : Codec::kNone;
+    return writer.SetCompression(codec, opts.compression_level).Annotate("compression");
+  }
+
+  // Emits the staged frames of epoch `epoch` (> 0): as deltas where the
+  // shadow store holds the page's previous version, whole otherwise.
+  Status EmitDeltas(uint64_t epoch, EpochStats* es) {
+    const size_t batch = std::max<size_t>(1, std::min<size_t>(opts.batch_pages, kPageDataMaxBytes / page_size));
+    delta_body.Clear();
+    whole_pfns.clear();
+    whole_data.resize(batch * page_size);
+    uint64_t encode_ns = 0;
+    auto flush_deltas = [&]() -> Status {
+      if (delta_body.count() == 0) return Status::OK();
+      Status s = WriteLocked([&] { return writer.PageDelta(delta_body.body()); });
+      delta_body.Clear();
+      return s;
+    };
+    auto flush_whole = [&]() -> Status {
+      if (whole_pfns.empty()) return Status::OK();
+      Status s = WriteLocked([&] { return writer.PageData(whole_pfns, whole_data.data(), page_size); });
+      whole_pfns.clear();
+      return s;
+    };
+    std::span<uint8_t, kMaxDeltaSize> out(delta_out.get(), kMaxDeltaSize);
+    for (size_t i = 0; i < pfns.size(); ++i) {
+      const uint8_t* cur = staging.data() + i * page_size;
+      uint64_t t0 = MonotonicNs();
+      ShadowEncoded r = shadow->Encode(pfns[i], cur, epoch, out);
+      encode_ns += MonotonicNs() - t0;
+      if (r.hit && r.kind != DeltaKind::kWhole) {
+        // Keep a body well inside the record maximum and the 1024-entry limit.
+        if (delta_body.count() == kPageDeltaMaxCount ||
+            delta_body.size() + kPageDeltaEntryHeader + r.size > kPageDataMaxBytes)
+          FTSYNC_RETURN_IF_ERROR(flush_deltas());
+        delta_body.Add(pfns[i], r.base_hash, std::span<const uint8_t>(out.data(), r.size));
+        es->delta_pages++;
+      } else {
+        std::memcpy(whole_data.data() + whole_pfns.size() * page_size, cur, page_size);
+        whole_pfns.push_back(pfns[i]);
+        if (whole_pfns.size() == batch) FTSYNC_RETURN_IF_ERROR(flush_whole());
+      }
+    }
+    FTSYNC_RETURN_IF_ERROR(flush_whole());
+    FTSYNC_RETURN_IF_ERROR(flush_deltas());
+    es->encode_us = encode_ns / 1000;
     return Status::OK();
   }
 
@@ -252,7 +380,9 @@ struct Checkpointer::Impl {
   // Writes the rest of epoch `epoch` (its staged frames, state, commit).
   Status EmitStaged(uint64_t epoch, uint64_t pages_before, EpochStats* es, uint64_t wire_before) {
     uint64_t t0 = MonotonicUs();
-    Status s = EmitPages(pfns, staging.data());
+    uint64_t cin = writer.compress_in_bytes(), cout = writer.compress_out_bytes();
+    uint64_t cns = writer.compress_ns();
+    Status s = epoch > 0 && shadow ? EmitDeltas(epoch, es) : EmitPages(pfns, staging.data());
     if (s.ok()) s = WriteLocked([&] { return writer.DeviceState(state); });
     if (s.ok())
       s = WriteLocked([&] { return writer.EpochCommit(epoch, pages_before + pfns.size()); });
@@ -263,6 +393,9 @@ struct Checkpointer::Impl {
     uint64_t now = MonotonicUs();
     es->emit_us = now - t0;
     es->bytes_wire = writer.bytes_written() - wire_before;
+    es->bytes_after_delta = writer.compress_in_bytes() - cin;
+    es->bytes_after_compression = writer.compress_out_bytes() - cout;
+    es->compress_us = (writer.compress_ns() - cns) / 1000;
     in_flight.push_back(InFlight{epoch, pfns, now});
     next_epoch = epoch + 1;
     return Status::OK();
@@ -377,6 +510,8 @@ Status Checkpointer::Start() {
   m.header.frame_count = m.domain->FrameCount();
   m.header.session = m.opts.session;
   while (m.header.session == 0) m.header.session = std::random_device{}() * 0x100000001ull ^ MonotonicNs();
+  Status enc = m.SetUpEncoding();
+  if (!enc.ok()) return m.Fail(enc);
 
   for (CheckpointDevice* dev : m.devices) {
     Status s = dev->Setup();

@@ -73,7 +73,9 @@ class TeeSink : public ByteSink {
 };
 
 // A real session: FakeDomain, Checkpointer, Receiver; both directions kept.
-void RealSession(std::vector<uint8_t>* fwd, std::vector<uint8_t>* back) {
+// Default options: deltas (runs) and zstd; `tweak` may change them.
+void RealSession(std::vector<uint8_t>* fwd, std::vector<uint8_t>* back,
+                 const std::function<void(CheckpointerOptions&)>& tweak = nullptr) {
   testing::FakeDomain dom(64, 4096, "golden", 3);
   testing::Workload work(testing::WorkloadKind::kMixed, 3);
   MemoryPipe f, b;
@@ -90,6 +92,7 @@ void RealSession(std::vector<uint8_t>* fwd, std::vector<uint8_t>* back) {
   CheckpointerOptions o;
   o.batch_pages = 24;
   o.session = 0x601d;
+  if (tweak) tweak(o);
   Checkpointer cp(&dom, &ftee, &b.source(), o);
   REQUIRE(cp.Start().ok());
   for (int e = 0; e < 4; ++e) {
@@ -340,6 +343,21 @@ TEST_CASE("golden: libftsync writes streams for the independent verifier", "[gol
   WriteFile(out / "valid-real-session.fts", fwd);
   WriteFile(out / "back-valid-real-session.fts", back);
   WriteFile(out / "back-valid-real-session.fwd", fwd);
+  const std::pair<const char*, std::function<void(CheckpointerOptions&)>> variants[] = {
+      {"whole-pages", [](CheckpointerOptions& o) { o.delta = DeltaMode::kOff; o.compression = Compression::kNone; }},
+      {"hash-blocks-zlib", [](CheckpointerOptions& o) { o.delta = DeltaMode::kBlockHash; o.compression = Compression::kZlib; }},
+      {"blocks-256-small-store", [](CheckpointerOptions& o) {
+         o.delta = DeltaMode::kBlocks;
+         o.delta_block_size = 256;
+         o.shadow_budget_bytes = 40 * 4128;  // 40 of the 64 frames: evictions
+         o.compression = Compression::kNone;
+       }},
+  };
+  for (const auto& [name, tweak] : variants) {
+    std::vector<uint8_t> f, bk;
+    RealSession(&f, &bk, tweak);
+    WriteFile(out / (std::string("valid-real-session-") + name + ".fts"), f);
+  }
 
   StreamBuilder g = Good();
   (void)g.w.End();
