@@ -8,6 +8,7 @@
 #include <random>
 
 #include "diff/page_delta.h"
+#include "epoch/delta_emitter.h"
 #include "diff/shadow_store.h"
 #include "stream/compression.h"
 #include "stream/record_reader.h"
@@ -128,10 +129,7 @@ struct Checkpointer::Impl {
   // Deltas: what the backup holds of recently sent pages (null: kOff), and
   // the buffers of one epoch's encoding.
   std::unique_ptr<ShadowStore> shadow;
-  PageDeltaBuilder delta_body;
-  std::vector<uint64_t> whole_pfns;
-  std::vector<uint8_t> whole_data;
-  std::unique_ptr<uint8_t[]> delta_out{new uint8_t[kMaxDeltaSize]};
+  std::unique_ptr<DeltaEmitter> emitter;
 
   mutable std::mutex stats_mu;
   CheckpointerStats stats;
@@ -241,46 +239,15 @@ struct Checkpointer::Impl {
   // Emits the staged frames of epoch `epoch` (> 0): as deltas where the
   // shadow store holds the page's previous version, whole otherwise.
   Status EmitDeltas(uint64_t epoch, EpochStats* es) {
-    const size_t batch = std::max<size_t>(1, std::min<size_t>(opts.batch_pages, kPageDataMaxBytes / page_size));
-    delta_body.Clear();
-    whole_pfns.clear();
-    whole_data.resize(batch * page_size);
-    uint64_t encode_ns = 0;
-    auto flush_deltas = [&]() -> Status {
-      if (delta_body.count() == 0) return Status::OK();
-      Status s = WriteLocked([&] { return writer.PageDelta(delta_body.body()); });
-      delta_body.Clear();
-      return s;
-    };
-    auto flush_whole = [&]() -> Status {
-      if (whole_pfns.empty()) return Status::OK();
-      Status s = WriteLocked([&] { return writer.PageData(whole_pfns, whole_data.data(), page_size); });
-      whole_pfns.clear();
-      return s;
-    };
-    std::span<uint8_t, kMaxDeltaSize> out(delta_out.get(), kMaxDeltaSize);
-    for (size_t i = 0; i < pfns.size(); ++i) {
-      const uint8_t* cur = staging.data() + i * page_size;
-      uint64_t t0 = MonotonicNs();
-      ShadowEncoded r = shadow->Encode(pfns[i], cur, epoch, out);
-      encode_ns += MonotonicNs() - t0;
-      if (r.hit && r.kind != DeltaKind::kWhole) {
-        // Keep a body well inside the record maximum and the 1024-entry limit.
-        if (delta_body.count() == kPageDeltaMaxCount ||
-            delta_body.size() + kPageDeltaEntryHeader + r.size > kPageDataMaxBytes)
-          FTSYNC_RETURN_IF_ERROR(flush_deltas());
-        delta_body.Add(pfns[i], r.base_hash, std::span<const uint8_t>(out.data(), r.size));
-        es->delta_pages++;
-      } else {
-        std::memcpy(whole_data.data() + whole_pfns.size() * page_size, cur, page_size);
-        whole_pfns.push_back(pfns[i]);
-        if (whole_pfns.size() == batch) FTSYNC_RETURN_IF_ERROR(flush_whole());
-      }
-    }
-    FTSYNC_RETURN_IF_ERROR(flush_whole());
-    FTSYNC_RETURN_IF_ERROR(flush_deltas());
-    es->encode_us = encode_ns / 1000;
-    return Status::OK();
+    if (!emitter) emitter = std::make_unique<DeltaEmitter>(opts.batch_pages);
+    DeltaEmitStats ds;
+    Status s = emitter->Emit(
+        shadow.get(), epoch, pfns, staging.data(),
+        [&](const std::function<Status(RecordWriter&)>& f) { return WriteLocked([&] { return f(writer); }); },
+        &ds);
+    es->delta_pages = ds.delta_pages;
+    es->encode_us = ds.encode_ns / 1000;
+    return s;
   }
 
   // Records a sent epoch's stats, then, with the guest running, makes room
