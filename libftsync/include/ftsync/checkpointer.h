@@ -63,6 +63,15 @@ enum class DeltaMode : uint8_t {
                // blocks), more CPU, and bytes like kBlocks
 };
 
+// Speculative state transfer (stream-format.md, SPEC_PAGE_DATA): which
+// policy picks the pages Speculate() sends ahead of the epoch's end.
+enum class Speculation : uint8_t {
+  kOff,      // Speculate() does nothing
+  kEager,    // every page seen dirty, at every tick (the resend storm; a reference)
+  kHistory,  // adaptive per-page write history, within speculation_budget
+  kFill,     // history, spending what is left of the budget at the last tick
+};
+
 // Codec of COMPRESSED records (stream-format.md, COMPRESSED).
 enum class Compression : uint8_t { kNone, kZlib, kZstd };
 
@@ -70,7 +79,10 @@ enum class Compression : uint8_t { kNone, kZlib, kZstd };
 // "hash"; "none", "zlib", "zstd").
 const char* DeltaModeName(DeltaMode m);
 const char* CompressionName(Compression c);
+// "off", "eager", "history", "fill".
+const char* SpeculationName(Speculation s);
 // The inverses; kInvalidArgument naming the accepted names otherwise.
+Result<Speculation> ParseSpeculation(std::string_view name);
 Result<DeltaMode> ParseDeltaMode(std::string_view name);
 Result<Compression> ParseCompression(std::string_view name);
 
@@ -114,6 +126,15 @@ struct CheckpointerOptions {
   Compression compression = Compression::kZstd;
   // zlib 1..9, zstd 1..19; 0: the codec's fast default (level 1).
   int compression_level = 0;
+  // Speculative transfer, driven by Speculate() calls between epochs.
+  // Needs a Domain with PeekDirty and RearmDirty (else it stays off,
+  // logged). Default off: it needs a caller that ticks.
+  Speculation speculation = Speculation::kOff;
+  // Speculate() calls expected per epoch + 1 (the policy's T, >= 2).
+  uint32_t speculation_ticks = 10;
+  // Bound on (speculative + end-of-epoch pages) / pages written, over 16
+  // epochs (history, fill); 0: unbounded.
+  double speculation_budget = 1.2;
   // Session identifier for the stream header; 0 picks a random one.
   uint64_t session = 0;
   // Keep the stats of the newest N epochs (stats_history()).
@@ -141,6 +162,16 @@ class Checkpointer {
 
   // Runs one epoch as described above. Requires Start() to have succeeded.
   Status Checkpoint();
+
+  // One speculation tick, with the guest running, between Checkpoint()
+  // calls (call it speculation_ticks - 1 times per epoch, evenly spaced):
+  // peeks at the dirty log, and sends the pages the policy picks as
+  // SPEC_PAGE_DATA for the next epoch after re-arming their tracking. The
+  // next Checkpoint() names them (SPEC_APPLY) and sends only what changed
+  // since, as deltas against the speculative copies. A domain call failing
+  // here changes nothing and returns its error (the session goes on); a
+  // stream failure is sticky as for Checkpoint(). No-op when off.
+  Status Speculate();
 
   // Processes back-channel records that arrive within timeout_ms
   // (0: only those already there; <0: wait for at least one).

@@ -31,6 +31,12 @@ struct EpochStats {
   uint64_t bytes_after_compression = 0;  // the same bodies as sent (COMPRESSED headers included)
   uint64_t encode_us = 0;         // computing deltas (shadow store compare and update)
   uint64_t compress_us = 0;       // compressing record bodies
+  // Speculative transfer: copies sent ahead for this epoch (a page sent
+  // twice counts twice), frames named by its SPEC_APPLY, and the bytes of
+  // its SPEC_PAGE_DATA records (not in bytes_wire).
+  uint64_t speculative_sends = 0;
+  uint64_t speculative_pages = 0;
+  uint64_t speculative_bytes = 0;
 };
 
 struct CheckpointerStats {
@@ -51,6 +57,7 @@ struct ReceiverStats {
   uint64_t epochs_applied = 0;
   uint64_t pages_applied = 0;
   uint64_t delta_pages_applied = 0;  // of pages_applied: PAGE_DELTA entries (base checked)
+  uint64_t speculative_pages_applied = 0;  // of pages_applied: SPEC_APPLY entries
   uint64_t bytes_received = 0;
   uint64_t heartbeats_received = 0;
   uint64_t last_apply_us = 0;   // EPOCH_COMMIT received .. replica updated

@@ -48,6 +48,11 @@ struct Receiver::Impl {
   std::vector<std::unique_ptr<uint8_t[]>> delta_pages;
   size_t delta_pages_used = 0;
   uint64_t delta_entries = 0;
+  // Speculative pages staged for the next epoch (SPEC_PAGE_DATA): one copy
+  // per frame, applied only when a SPEC_APPLY of that epoch names it.
+  std::unordered_map<uint64_t, std::unique_ptr<uint8_t[]>> spec;
+  uint64_t spec_epoch = 0;
+  uint64_t spec_applied = 0;
 
   mutable std::mutex stats_mu;
   ReceiverStats stats;
@@ -90,6 +95,7 @@ struct Receiver::Impl {
     }
     if (validator && validator->in_epoch() && validator->open_epoch() == 0) replica->AbortFull();
     RecycleBodies();
+    spec.clear();
     state.clear();
   }
 
@@ -104,6 +110,7 @@ struct Receiver::Impl {
     if (delta_pages.size() > 4096) delta_pages.resize(4096);
     delta_pages_used = 0;
     delta_entries = 0;
+    spec_applied = 0;
   }
 
   // Keeps the reader's PAGE_DATA body (epochs > 0) and records its pages.
@@ -125,6 +132,46 @@ struct Receiver::Impl {
     }
   }
 
+  // A page staged in this epoch (a delta's or a speculative copy's target).
+  uint8_t* NewEpochPage() {
+    if (delta_pages_used == delta_pages.size()) delta_pages.emplace_back(new uint8_t[header.page_size]);
+    return delta_pages[delta_pages_used++].get();
+  }
+
+  void StageSpec(const SpecPageDataView& v) {
+    if (v.epoch != spec_epoch) spec.clear();
+    spec_epoch = v.epoch;
+    const size_t ps = header.page_size;
+    for (uint32_t i = 0; i < v.count; ++i) {
+      auto& slot = spec[v.pfn(i)];
+      if (!slot) slot.reset(new uint8_t[ps]);
+      std::memcpy(slot.get(), v.data + i * ps, ps);
+    }
+  }
+
+  // The named speculative copies become the frames' current copies [S2].
+  Status ApplySpec(const SpecApplyView& a, uint64_t epoch, uint64_t record_offset) {
+    if (!staged_built) {
+      for (const PageWrite& w : writes) staged[w.pfn] = const_cast<uint8_t*>(w.data);
+      staged_built = true;
+    }
+    for (uint32_t i = 0; i < a.count; ++i) {
+      uint64_t pfn = a.pfn(i);
+      auto it = spec_epoch == epoch ? spec.find(pfn) : spec.end();
+      if (it == spec.end())
+        return Status(Errc::kProtocol, "[S2] SPEC_APPLY: pfn " + std::to_string(pfn) +
+                                           " has no speculative copy staged for epoch " +
+                                           std::to_string(epoch) + " at offset " +
+                                           std::to_string(record_offset));
+      uint8_t* page = NewEpochPage();
+      std::memcpy(page, it->second.get(), header.page_size);
+      staged[pfn] = page;
+      writes.push_back({pfn, page});
+    }
+    spec_applied += a.count;
+    return Status::OK();
+  }
+
   // Checks each entry's base against the frame's current copy [D4] and
   // applies it to the epoch's copy of the frame. The replica is untouched.
   Status StageDelta(const PageDeltaView& d, uint64_t record_offset) {
@@ -138,9 +185,7 @@ struct Receiver::Impl {
       pos = d.Entry(pos, &e);
       uint8_t*& page = staged[e.pfn];
       if (!page) {
-        if (delta_pages_used == delta_pages.size())
-          delta_pages.emplace_back(new uint8_t[kPageDeltaPageSize]);
-        page = delta_pages[delta_pages_used++].get();
+        page = NewEpochPage();
         Status s = replica->ReadFrame(e.pfn, page);
         if (!s.ok()) return s.Annotate("reading the base of pfn " + std::to_string(e.pfn));
       }
@@ -175,7 +220,9 @@ struct Receiver::Impl {
       s = replica->ApplyEpoch(header.session, epoch, writes, state);
     }
     uint64_t deltas = delta_entries;
+    uint64_t spec_used = spec_applied;
     RecycleBodies();
+    spec.clear();  // copies this epoch did not name are dropped
     state.clear();
     if (!s.ok()) return s.Annotate("applying epoch " + std::to_string(epoch));
     {
@@ -185,6 +232,7 @@ struct Receiver::Impl {
       stats.epochs_applied++;
       stats.pages_applied += pages;
       stats.delta_pages_applied += deltas;
+      stats.speculative_pages_applied += spec_used;
       stats.last_apply_us = MonotonicUs() - t0;
     }
     std::lock_guard<std::mutex> lock(back_mu);
@@ -273,6 +321,14 @@ Result<bool> Receiver::Step() {
         m.StagePageData();
       }
       break;
+    case ForwardEvent::kSpec:
+      m.StageSpec(ev->spec);
+      break;
+    case ForwardEvent::kSpecApply: {
+      Status s = m.ApplySpec(ev->spec_apply, ev->epoch, r->offset);
+      if (!s.ok()) return m.Reject(s, ev->epoch);
+      break;
+    }
     case ForwardEvent::kDelta: {
       Status s = m.StageDelta(ev->delta, r->offset);
       if (!s.ok()) return m.Reject(s, ev->epoch);

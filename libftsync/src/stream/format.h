@@ -33,10 +33,11 @@ enum RecordType : uint32_t {
   kHeartbeat = 0x5,
   kEnd = 0x6,
   kPageDelta = 0x10,
-  kSpecPageData = 0x11,   // reserved
+  kSpecPageData = 0x11,
   kHashList = 0x12,       // reserved
   kZeroPages = 0x13,      // reserved
   kCompressed = 0x14,
+  kSpecApply = 0x15,
   kAck = 0x101,
   kNack = 0x102,
 };
@@ -48,6 +49,8 @@ inline constexpr uint32_t kPageDeltaPageSize = 4096;
 inline constexpr uint32_t kPageDeltaMaxCount = 1024;
 inline constexpr size_t kPageDeltaEntryHeader = 18;  // pfn, base, length
 inline constexpr size_t kPageDeltaMaxEncoding = 1 + kPageDeltaPageSize;  // WHOLE
+// "SPEC_APPLY"
+inline constexpr uint32_t kSpecApplyMaxCount = 65536;
 // "COMPRESSED"
 inline constexpr size_t kCompressedHeader = 24;
 inline constexpr size_t kNackMessageMax = 1024;

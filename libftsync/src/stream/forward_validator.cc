@@ -52,6 +52,26 @@ Result<ForwardEvent> ForwardValidator::Feed(const RecordView& r) {
       ev.epoch = epoch_;
       return ev;
     }
+    case kSpecPageData: {
+      auto sp = ParseSpecPageData(r.body, header_.page_size);
+      if (!sp.ok()) return sp.status();
+      if (in_epoch_)
+        return Fail(Errc::kProtocol, "S1", "inside open epoch " + std::to_string(epoch_), r);
+      if (sp->epoch == 0 || sp->epoch != next_epoch_)
+        return Fail(Errc::kProtocol, "S1",
+                    "for epoch " + std::to_string(sp->epoch) + ", the next epoch is " +
+                        std::to_string(next_epoch_) + (next_epoch_ == 0 ? " (epoch 0 takes none)" : ""),
+                    r);
+      for (uint32_t i = 0; i < sp->count; ++i)
+        if (sp->pfn(i) >= header_.frame_count)
+          return Fail(Errc::kCorruption, "O8",
+                      "pfn " + std::to_string(sp->pfn(i)) + " >= frame_count " +
+                          std::to_string(header_.frame_count), r);
+      ev.kind = ForwardEvent::kSpec;
+      ev.epoch = sp->epoch;
+      ev.spec = *sp;
+      return ev;
+    }
     default:
       break;
   }
@@ -99,6 +119,19 @@ Result<ForwardEvent> ForwardValidator::Feed(const RecordView& r) {
       pages_ += d->count;
       ev.kind = ForwardEvent::kDelta;
       ev.delta = *d;
+      return ev;
+    }
+    case kSpecApply: {
+      auto a = ParseSpecApply(r.body);
+      if (!a.ok()) return a.status();
+      for (uint32_t i = 0; i < a->count; ++i)
+        if (a->pfn(i) >= header_.frame_count)
+          return Fail(Errc::kCorruption, "O8",
+                      "pfn " + std::to_string(a->pfn(i)) + " >= frame_count " +
+                          std::to_string(header_.frame_count), r);
+      pages_ += a->count;
+      ev.kind = ForwardEvent::kSpecApply;
+      ev.spec_apply = *a;
       return ev;
     }
     case kDeviceState:

@@ -18,10 +18,12 @@
 namespace ftsync::internal {
 
 struct ForwardEvent {
-  enum Kind { kBegin, kPages, kDelta, kState, kCommit, kHeartbeat, kEnd } kind;
+  enum Kind { kBegin, kPages, kDelta, kSpec, kSpecApply, kState, kCommit, kHeartbeat, kEnd } kind;
   uint64_t epoch = 0;
   PageDataView pages{};                 // kPages
   PageDeltaView delta{};                // kDelta: layout, pfns and encodings checked
+  SpecPageDataView spec{};              // kSpec: for epoch expected_epoch()
+  SpecApplyView spec_apply{};           // kSpecApply
   std::span<const uint8_t> state;       // kState
   HeartbeatBody heartbeat{};            // kHeartbeat
 };

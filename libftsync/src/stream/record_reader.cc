@@ -114,7 +114,7 @@ Result<uint32_t> RecordReader::Unwrap(uint32_t length, uint64_t start) {
     return Status(Errc::kCorruption, "[C1] COMPRESSED: unknown codec " + std::to_string(codec) + At(start));
   if (!IsCompressibleType(inner))
     return Status(Errc::kCorruption, "[C2] COMPRESSED: wraps " + RecordTypeName(inner) +
-                                         ", only PAGE_DATA, PAGE_DELTA or DEVICE_STATE may be" +
+                                         ", only PAGE_DATA, PAGE_DELTA, SPEC_PAGE_DATA or DEVICE_STATE may be" +
                                          At(start));
   std::string name = RecordTypeName(inner);
   size_t max = MaxBodyLength(inner, header_.page_size);

@@ -89,6 +89,32 @@ Status RecordWriter::DeviceState(std::span<const uint8_t> blob) {
   return WriteBody(kDeviceState, std::span(&part, 1));
 }
 
+Status RecordWriter::SpecPageData(uint64_t epoch, std::span<const uint64_t> pfns, const uint8_t* data,
+                                  uint32_t page_size) {
+  size_t count = pfns.size();
+  if (count == 0 || count > kPageDataMaxBytes / page_size)
+    return Status(Errc::kInvalidArgument, "SPEC_PAGE_DATA: bad page count " + std::to_string(count));
+  scratch_.resize(16 + 8 * count);
+  PutLE64(scratch_.data(), epoch);
+  PutLE32(scratch_.data() + 8, static_cast<uint32_t>(count));
+  PutLE32(scratch_.data() + 12, 0);
+  for (size_t i = 0; i < count; ++i) PutLE64(scratch_.data() + 16 + 8 * i, pfns[i]);
+  ConstBuffer parts[2] = {ConstBuffer(scratch_), ConstBuffer(data, count * page_size)};
+  return WriteBody(kSpecPageData, parts);
+}
+
+Status RecordWriter::SpecApply(std::span<const uint64_t> pfns) {
+  size_t count = pfns.size();
+  if (count == 0 || count > kSpecApplyMaxCount)
+    return Status(Errc::kInvalidArgument, "SPEC_APPLY: bad count " + std::to_string(count));
+  scratch_.resize(8 + 8 * count);
+  PutLE32(scratch_.data(), static_cast<uint32_t>(count));
+  PutLE32(scratch_.data() + 4, 0);
+  for (size_t i = 0; i < count; ++i) PutLE64(scratch_.data() + 8 + 8 * i, pfns[i]);
+  ConstBuffer part(scratch_);
+  return WriteRecord(kSpecApply, std::span(&part, 1));
+}
+
 Status RecordWriter::PageDelta(std::span<const uint8_t> body) {
   if (body.size() < 8 + kPageDeltaEntryHeader + 1 ||
       body.size() > MaxBodyLength(kPageDelta, kPageDeltaPageSize))

@@ -31,6 +31,11 @@ class RecordWriter {
   // Requires 1 <= pfns.size() <= kPageDataMaxBytes / page_size.
   Status PageData(std::span<const uint64_t> pfns, const uint8_t* data, uint32_t page_size);
   Status DeviceState(std::span<const uint8_t> blob);
+  // Speculative pages for epoch `epoch` (same constraints as PageData).
+  Status SpecPageData(uint64_t epoch, std::span<const uint64_t> pfns, const uint8_t* data,
+                      uint32_t page_size);
+  // Requires 1 <= pfns.size() <= kSpecApplyMaxCount.
+  Status SpecApply(std::span<const uint64_t> pfns);
   // A PAGE_DELTA body as PageDeltaBuilder made it.
   Status PageDelta(std::span<const uint8_t> body);
 

@@ -40,6 +40,31 @@ Result<PageDataView> ParsePageData(std::span<const uint8_t> b, uint32_t page_siz
   return PageDataView{count, b.data() + 8, b.data() + 8 + 8 * size_t{count}};
 }
 
+uint64_t SpecPageDataView::pfn(size_t i) const { return GetLE64(pfns + 8 * i); }
+uint64_t SpecApplyView::pfn(size_t i) const { return GetLE64(pfns + 8 * i); }
+
+Result<SpecPageDataView> ParseSpecPageData(std::span<const uint8_t> b, uint32_t page_size) {
+  if (b.size() < 16) return Layout("SPEC_PAGE_DATA", "body shorter than its fixed fields");
+  uint32_t count = GetLE32(b.data() + 8);
+  if (count == 0 || count > kPageDataMaxBytes / page_size)
+    return Layout("SPEC_PAGE_DATA", "count " + std::to_string(count) + " out of range 1.." +
+                                        std::to_string(kPageDataMaxBytes / page_size));
+  if (GetLE32(b.data() + 12) != 0) return Layout("SPEC_PAGE_DATA", "reserved field is non-zero");
+  FTSYNC_RETURN_IF_ERROR(ExactLength("SPEC_PAGE_DATA", b, 16 + size_t{count} * (8 + page_size)));
+  return SpecPageDataView{GetLE64(b.data()), count, b.data() + 16, b.data() + 16 + 8 * size_t{count}};
+}
+
+Result<SpecApplyView> ParseSpecApply(std::span<const uint8_t> b) {
+  if (b.size() < 8) return Layout("SPEC_APPLY", "body shorter than its count field");
+  uint32_t count = GetLE32(b.data());
+  if (count == 0 || count > kSpecApplyMaxCount)
+    return Layout("SPEC_APPLY", "count " + std::to_string(count) + " out of range 1.." +
+                                    std::to_string(kSpecApplyMaxCount));
+  if (GetLE32(b.data() + 4) != 0) return Layout("SPEC_APPLY", "reserved field is non-zero");
+  FTSYNC_RETURN_IF_ERROR(ExactLength("SPEC_APPLY", b, 8 + 8 * size_t{count}));
+  return SpecApplyView{count, b.data() + 8};
+}
+
 size_t PageDeltaView::Entry(size_t offset, PageDeltaEntry* e) const {
   const uint8_t* p = body.data() + offset;
   size_t len = size_t{p[16]} | (size_t{p[17]} << 8);

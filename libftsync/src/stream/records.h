@@ -26,6 +26,22 @@ struct PageDataView {
   uint64_t pfn(size_t i) const;
 };
 
+// A SPEC_PAGE_DATA body, viewed in place.
+struct SpecPageDataView {
+  uint64_t epoch;
+  uint32_t count;
+  const uint8_t* pfns;
+  const uint8_t* data;
+  uint64_t pfn(size_t i) const;
+};
+
+// A SPEC_APPLY body, viewed in place.
+struct SpecApplyView {
+  uint32_t count;
+  const uint8_t* pfns;
+  uint64_t pfn(size_t i) const;
+};
+
 // One entry of a PAGE_DELTA body.
 struct PageDeltaEntry {
   uint64_t pfn;
@@ -71,6 +87,8 @@ void PutCompressedHeader(uint8_t* out, const CompressedHeader& h);  // kCompress
 Result<EpochBeginBody> ParseEpochBegin(std::span<const uint8_t> body);
 Result<PageDataView> ParsePageData(std::span<const uint8_t> body, uint32_t page_size);
 Result<PageDeltaView> ParsePageDelta(std::span<const uint8_t> body);
+Result<SpecPageDataView> ParseSpecPageData(std::span<const uint8_t> body, uint32_t page_size);
+Result<SpecApplyView> ParseSpecApply(std::span<const uint8_t> body);
 Result<EpochCommitBody> ParseEpochCommit(std::span<const uint8_t> body);
 Result<HeartbeatBody> ParseHeartbeat(std::span<const uint8_t> body);
 Status ParseEnd(std::span<const uint8_t> body);

@@ -417,6 +417,88 @@ TEST_CASE("checkpointer: a delta against a base the backup does not hold is refu
   CHECK(h.dom.pending_dirty().Test(6));
 }
 
+TEST_CASE("checkpointer: speculative pages go ahead; the epoch sends only what changed since", "[epoch]") {
+  for (Speculation sp : {Speculation::kEager, Speculation::kHistory, Speculation::kFill}) {
+    Harness h(64);
+    h.StartReceiver();
+    CheckpointerOptions o;
+    o.speculation = sp;
+    o.speculation_ticks = 4;
+    Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+    REQUIRE(cp.AddDevice(&h.snap).ok());
+    REQUIRE(cp.Start().ok());
+    uint8_t b[4] = {1, 2, 3, 4};
+    for (uint64_t e = 1; e <= 4; ++e) {
+      // Frames 0..19 are written once early in the epoch; frame 0 again
+      // after every tick (hot); frames 30..39 only after the last tick.
+      for (uint64_t p = 0; p < 20; ++p) REQUIRE(h.dom.Write(p, 8 * e, b).ok());
+      for (int t = 1; t < 4; ++t) {
+        REQUIRE(cp.Speculate().ok());
+        b[0]++;
+        REQUIRE(h.dom.Write(0, 100 + t, b).ok());
+      }
+      for (uint64_t p = 30; p < 40; ++p) REQUIRE(h.dom.Write(p, 3 * e, b).ok());
+      REQUIRE(cp.Checkpoint().ok());
+    }
+    REQUIRE(cp.Finish().ok());
+    h.Join();
+    INFO(SpeculationName(sp) << ": " << h.rx_status.ToString());
+    REQUIRE(h.rx_status.ok());
+    std::string why;
+    CHECK(h.ReplicaEquals(4, &why));
+    INFO(why);
+    auto hist = cp.stats_history();
+    REQUIRE(hist.size() == 5);
+    uint64_t ahead = 0;
+    for (size_t e = 1; e < hist.size(); ++e) ahead += hist[e].speculative_pages;
+    CHECK(ahead >= 19 * 3);  // frames 1..19 go ahead once the policy knows them
+    const EpochStats& last = hist.back();
+    CHECK(last.speculative_bytes > 19 * 4096);
+    // Left for the paused end: frame 0 (hot) and 30..39, not 1..19.
+    CHECK(last.dirty_pages <= 11 + (sp == Speculation::kEager ? 0 : 19));
+    CHECK(h.rx->stats().speculative_pages_applied == ahead);
+  }
+}
+
+// A sink that fails every write once `broken` is set.
+class BreakableSink : public ByteSink {
+ public:
+  explicit BreakableSink(ByteSink* inner) : inner_(inner) {}
+  Status Write(std::span<const ConstBuffer> bufs) override {
+    if (broken) return Status(Errc::kPeerGone, "link down (test)");
+    return inner_->Write(bufs);
+  }
+  Status Close() override { return inner_->Close(); }
+  bool broken = false;
+
+ private:
+  ByteSink* inner_;
+};
+
+TEST_CASE("checkpointer: speculative pages of a failed epoch are not lost", "[epoch]") {
+  // The link fails after pages were sent ahead (their dirty bits were
+  // cleared by the re-arm): they must be back in the dirty log.
+  Harness h(32);
+  h.StartReceiver();
+  CheckpointerOptions o;
+  o.speculation = Speculation::kEager;
+  o.speculation_ticks = 3;
+  BreakableSink link(&h.fwd.sink());
+  Checkpointer cp(&h.dom, &link, &h.back.source(), o);
+  REQUIRE(cp.Start().ok());
+  uint8_t b[1] = {7};
+  for (uint64_t p = 0; p < 10; ++p) REQUIRE(h.dom.Write(p, 0, b).ok());
+  REQUIRE(cp.Speculate().ok());
+  CHECK(!h.dom.pending_dirty().Test(3));  // sent ahead: re-armed
+  link.broken = true;
+  CHECK(!cp.Checkpoint().ok());
+  for (uint64_t p = 0; p < 10; ++p) {
+    INFO("frame " << p);
+    CHECK(h.dom.pending_dirty().Test(p));
+  }
+  (void)h.fwd.sink().Close();
+}
+
 TEST_CASE("checkpointer: bad delta or compression options fail Start", "[epoch]") {
   auto start = [](CheckpointerOptions o) {
     Harness h(16);

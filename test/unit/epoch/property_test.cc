@@ -6,8 +6,10 @@
 //
 // Each trial also draws how pages travel: whole, or as deltas of every
 // mode and block size (with a shadow store sometimes small enough to evict
-// all the time), uncompressed or compressed with zlib or zstd; so the
-// property is checked for every encoding at no extra run time.
+// all the time), uncompressed or compressed with zlib or zstd, and with or
+// without speculative transfer (each policy; pages sent ahead between
+// epochs and named by the next one); so the property is checked for every
+// encoding at no extra run time.
 //
 // FTSYNC_PROPERTY_SEEDS sets the number of seeds (default 300).
 #include <catch2/catch.hpp>
@@ -55,6 +57,10 @@ void DrawEncoding(Rng& rng, CheckpointerOptions* o) {
   o->compression_level = o->compression == Compression::kZlib ? 1 + static_cast<int>(rng.Below(9)) : 0;
   // A third of the trials: a store of 8..32 pages (8 ways), so pages are
   // evicted and resent whole all the time.
+  const Speculation specs[] = {Speculation::kOff, Speculation::kEager, Speculation::kHistory,
+                               Speculation::kFill};
+  o->speculation = specs[rng.Below(4)];
+  o->speculation_ticks = 3;
   if (rng.Below(3) == 0) {
     size_t per_page = o->delta == DeltaMode::kBlockHash ? 4096 / o->delta_block_size * 8 + 32 : 4096 + 32;
     o->shadow_budget_bytes = (8 + 8 * rng.Below(4)) * per_page + 4096;
@@ -101,6 +107,13 @@ void RunTrial(const Trial& t) {
   Status s = cp.Start();
   for (int e = 1; s.ok() && e <= epochs; ++e) {
     REQUIRE(work.Step(&h.dom).ok());
+    if (opts.speculation != Speculation::kOff) {
+      // Two ticks: pages sent ahead, some written again before the epoch ends.
+      s = cp.Speculate();
+      if (s.ok()) REQUIRE(work.Step(&h.dom).ok());
+      if (s.ok()) s = cp.Speculate();
+      if (!s.ok()) break;
+    }
     s = cp.Checkpoint();
   }
   if (s.ok() && t.fault != Fault::kCorrupt) s = cp.Finish();
@@ -115,7 +128,8 @@ void RunTrial(const Trial& t) {
   INFO(t.Describe() << " frames " << frames << " workload " << testing::WorkloadName(kind)
                     << " epochs " << epochs << " delta " << DeltaModeName(opts.delta) << "/"
                     << opts.delta_block_size << " budget " << opts.shadow_budget_bytes << " codec "
-                    << CompressionName(opts.compression) << " primary: " << s.ToString()
+                    << CompressionName(opts.compression) << " speculation "
+                    << SpeculationName(opts.speculation) << " primary: " << s.ToString()
                     << " backup: " << h.rx_status.ToString());
   CHECK(pause_check.writes_while_paused == 0);
   CHECK(h.snap.violations.empty());

@@ -285,7 +285,7 @@ TEST_CASE("R4: an unknown mandatory record is rejected", "[stream][rule]") {
   ExpectRejected(b.bytes, "R4", Errc::kCorruption);
   // Reserved numbers are unknown to version 1.
   StreamBuilder c = GoodPrefix();
-  (void)c.w.WriteRecord(kSpecPageData, {});
+  (void)c.w.WriteRecord(kHashList, {});
   ExpectRejected(c.bytes, "R4", Errc::kCorruption);
 }
 
