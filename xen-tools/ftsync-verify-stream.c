@@ -10,7 +10,7 @@
  *
  * FILE (or FWD) may be "-" for standard input.  Output and exit status:
  *   0  "OK: ..."                              the stream obeys every rule
- *   1  "REJECT <RULE> at offset N: ..."       first violated rule (H*, R*, C*, D*, O*, B*)
+ *   1  "REJECT <RULE> at offset N: ..."       first violated rule (H*, R*, C*, D*, S*, O*, B*)
  *   2  "INCOMPLETE O10 at offset N: ..."      the sender vanished (no END, or
  *                                             the stream ends inside an epoch)
  *   3  usage error, unreadable file, out of memory (message on stderr)
@@ -81,7 +81,10 @@
 #define T_HEARTBEAT 0x00000005u
 #define T_END 0x00000006u
 #define T_PAGE_DELTA 0x00000010u
+#define T_SPEC_PAGE_DATA 0x00000011u
 #define T_COMPRESSED 0x00000014u
+#define T_SPEC_APPLY 0x00000015u
+#define SPEC_APPLY_COUNT_MAX 65536u
 #define T_ACK 0x00000101u
 #define T_NACK 0x00000102u
 
@@ -124,6 +127,8 @@ static const struct type_info known_types[] = {
 	{ T_EPOCH_COMMIT, "EPOCH_COMMIT", DIR_FORWARD },
 	{ T_PAGE_DELTA, "PAGE_DELTA", DIR_FORWARD },
 	{ T_COMPRESSED, "COMPRESSED", DIR_FORWARD },
+	{ T_SPEC_PAGE_DATA, "SPEC_PAGE_DATA", DIR_FORWARD },
+	{ T_SPEC_APPLY, "SPEC_APPLY", DIR_FORWARD },
 	{ T_HEARTBEAT, "HEARTBEAT", DIR_FORWARD | DIR_BACK },
 	{ T_END, "END", DIR_FORWARD | DIR_BACK },
 	{ T_ACK, "ACK", DIR_BACK },
@@ -444,6 +449,12 @@ struct stream {
 	uint64_t *staged_list;
 	size_t staged_count;
 	uint64_t delta_entries;
+	/* Speculative copies staged for epoch spec_epoch (S2), when tracked. */
+	unsigned char **spec;
+	uint64_t *spec_list;
+	size_t spec_count;
+	uint64_t spec_epoch;
+	uint64_t spec_applied;
 
 	/* Both directions. */
 	bool ended;
@@ -634,6 +645,13 @@ static uint64_t type_max_length(uint32_t number, uint32_t page_size)
 		return 8 + (uint64_t)DELTA_COUNT_MAX * (DELTA_ENTRY_HEADER + DELTA_ENCODING_MAX);
 	case T_COMPRESSED:
 		return COMPRESSED_HEADER + (uint64_t)DEVICE_STATE_MAX;
+	case T_SPEC_PAGE_DATA: {
+		uint64_t count = PAGE_DATA_BYTES_MAX / page_size;
+
+		return 16 + count * (8 + (uint64_t)page_size);
+	}
+	case T_SPEC_APPLY:
+		return 8 + 8 * (uint64_t)SPEC_APPLY_COUNT_MAX;
 	default:
 		return 0;
 	}
@@ -642,7 +660,8 @@ static uint64_t type_max_length(uint32_t number, uint32_t page_size)
 /* Records whose whole body the checks need. */
 static bool keeps_whole_body(uint32_t number)
 {
-	return number == T_PAGE_DATA || number == T_PAGE_DELTA || number == T_COMPRESSED;
+	return number == T_PAGE_DATA || number == T_PAGE_DELTA || number == T_COMPRESSED ||
+	       number == T_SPEC_PAGE_DATA || number == T_SPEC_APPLY;
 }
 
 static void *xrealloc(void *p, size_t n)
@@ -828,6 +847,19 @@ static void track_start(struct stream *s)
 	s->memory = xcalloc((size_t)bytes, 1);
 	s->staged = xcalloc((size_t)s->hdr.frame_count, sizeof(*s->staged));
 	s->staged_list = xcalloc((size_t)s->hdr.frame_count, sizeof(*s->staged_list));
+	s->spec = xcalloc((size_t)s->hdr.frame_count, sizeof(*s->spec));
+	s->spec_list = xcalloc((size_t)s->hdr.frame_count, sizeof(*s->spec_list));
+}
+
+static void spec_drop(struct stream *s)
+{
+	if (!s->spec)
+		return;
+	for (size_t i = 0; i < s->spec_count; i++) {
+		free(s->spec[s->spec_list[i]]);
+		s->spec[s->spec_list[i]] = NULL;
+	}
+	s->spec_count = 0;
 }
 
 /* The open epoch's copy of frame pfn, made from the committed one. */
@@ -867,6 +899,9 @@ static void track_commit(struct stream *s)
 
 static void track_free(struct stream *s)
 {
+	spec_drop(s);
+	free(s->spec);
+	free(s->spec_list);
 	if (s->staged)
 		for (size_t i = 0; i < s->staged_count; i++)
 			free(s->staged[s->staged_list[i]]);
@@ -886,7 +921,7 @@ static bool require_open_epoch(const struct stream *s, struct verdict *v)
 	if (s->committed_any)
 		return reject(v, "O1", s->rec_offset,
 			      "%s with no open epoch (last committed epoch %" PRIu64
-			      "); only EPOCH_BEGIN, HEARTBEAT or END may come between epochs",
+			      "); only EPOCH_BEGIN, SPEC_PAGE_DATA, HEARTBEAT or END may come between epochs",
 			      s->info->name, s->last_committed);
 	return reject(v, "O1", s->rec_offset,
 		      "%s before the first EPOCH_BEGIN; only EPOCH_BEGIN, HEARTBEAT"
@@ -1039,7 +1074,7 @@ static bool on_epoch_commit(struct stream *s, struct verdict *v)
 	if (pages != s->epoch_pages)
 		return reject(v, "O5", body_offset(s, 8),
 			      "EPOCH_COMMIT(%" PRIu64 ") pages %" PRIu64 " but the epoch's"
-			      " PAGE_DATA and PAGE_DELTA records carried %" PRIu64 " pfn entries",
+			      " PAGE_DATA, PAGE_DELTA and SPEC_APPLY records carried %" PRIu64 " pfn entries",
 			      epoch, pages, s->epoch_pages);
 	if (!s->device_state_seen)
 		return reject(v, "O6", s->rec_offset,
@@ -1049,8 +1084,10 @@ static bool on_epoch_commit(struct stream *s, struct verdict *v)
 		return false;
 	if (epoch == 0)
 		coverage_free(&s->frames0);
-	if (s->track)
+	if (s->track) {
 		track_commit(s);
+		spec_drop(s); /* staged copies the epoch did not name */
+	}
 	s->epoch_open = false;
 	s->committed_any = true;
 	s->last_committed = epoch;
@@ -1254,6 +1291,111 @@ static bool on_page_delta(struct stream *s, struct verdict *v)
 	return true;
 }
 
+/* ---- speculative transfer (S1, S2) ------------------------------------------------ */
+
+static bool on_spec_page_data(struct stream *s, struct verdict *v)
+{
+	const unsigned char *b = s->body;
+	uint64_t epoch, expected = s->committed_any ? s->last_committed + 1 : 0;
+	uint32_t count, reserved;
+	uint64_t count_max = PAGE_DATA_BYTES_MAX / s->hdr.page_size, want;
+	size_t ps = s->hdr.page_size;
+
+	if (s->length < 16)
+		return reject(v, "R7", s->rec_offset,
+			      "SPEC_PAGE_DATA body is %" PRIu32 " bytes, shorter than its 16"
+			      " bytes of fixed fields", s->length);
+	epoch = le64(b);
+	count = le32(b + 8);
+	reserved = le32(b + 12);
+	if (count == 0 || count > count_max)
+		return reject(v, "R7", body_offset(s, 8),
+			      "SPEC_PAGE_DATA count %" PRIu32 " is not in 1..%" PRIu64, count, count_max);
+	if (reserved != 0)
+		return reject(v, "R7", body_offset(s, 12),
+			      "SPEC_PAGE_DATA reserved field 0x%08" PRIx32 " must be 0", reserved);
+	want = 16 + (uint64_t)count * (8 + (uint64_t)ps);
+	if (s->length != want)
+		return reject(v, "R7", s->rec_offset,
+			      "SPEC_PAGE_DATA body is %" PRIu32 " bytes, count %" PRIu32
+			      " needs exactly %" PRIu64, s->length, count, want);
+	if (s->epoch_open)
+		return reject(v, "S1", s->rec_offset,
+			      "SPEC_PAGE_DATA inside open epoch %" PRIu64
+			      "; speculative pages travel between epochs", s->epoch);
+	if (epoch == 0 || epoch != expected)
+		return reject(v, "S1", body_offset(s, 0),
+			      "SPEC_PAGE_DATA for epoch %" PRIu64 ", the next epoch is %" PRIu64
+			      " (and epoch 0 takes none)", epoch, expected);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t pfn = le64(b + 16 + 8 * (size_t)i);
+
+		if (pfn >= s->hdr.frame_count)
+			return reject(v, "O8", body_offset(s, 16 + 8 * (uint64_t)i),
+				      "SPEC_PAGE_DATA pfn[%" PRIu32 "] %" PRIu64 " >= frame_count %" PRIu64,
+				      i, pfn, s->hdr.frame_count);
+	}
+	if (s->track) {
+		if (s->spec_epoch != epoch)
+			spec_drop(s);
+		s->spec_epoch = epoch;
+		for (uint32_t i = 0; i < count; i++) {
+			uint64_t pfn = le64(b + 16 + 8 * (size_t)i);
+
+			if (!s->spec[pfn]) {
+				s->spec[pfn] = xcalloc(ps, 1);
+				s->spec_list[s->spec_count++] = pfn;
+			}
+			memcpy(s->spec[pfn], b + 16 + 8 * (size_t)count + i * ps, ps);
+		}
+	}
+	return true;
+}
+
+static bool on_spec_apply(struct stream *s, struct verdict *v)
+{
+	const unsigned char *b = s->body;
+	uint32_t count, reserved;
+
+	if (!require_open_epoch(s, v))
+		return false;
+	if (s->length < 8)
+		return reject(v, "R7", s->rec_offset,
+			      "SPEC_APPLY body is %" PRIu32 " bytes, shorter than its count"
+			      " and reserved fields", s->length);
+	count = le32(b);
+	reserved = le32(b + 4);
+	if (count == 0 || count > SPEC_APPLY_COUNT_MAX)
+		return reject(v, "R7", body_offset(s, 0),
+			      "SPEC_APPLY count %" PRIu32 " is not in 1..%u", count, SPEC_APPLY_COUNT_MAX);
+	if (reserved != 0)
+		return reject(v, "R7", body_offset(s, 4),
+			      "SPEC_APPLY reserved field 0x%08" PRIx32 " must be 0", reserved);
+	if (s->length != 8 + 8 * (uint64_t)count)
+		return reject(v, "R7", s->rec_offset,
+			      "SPEC_APPLY body is %" PRIu32 " bytes, count %" PRIu32 " needs exactly %" PRIu64,
+			      s->length, count, 8 + 8 * (uint64_t)count);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t pfn = le64(b + 8 + 8 * (size_t)i);
+
+		if (pfn >= s->hdr.frame_count)
+			return reject(v, "O8", body_offset(s, 8 + 8 * (uint64_t)i),
+				      "SPEC_APPLY pfn[%" PRIu32 "] %" PRIu64 " >= frame_count %" PRIu64,
+				      i, pfn, s->hdr.frame_count);
+		if (!s->track)
+			continue;
+		if (s->spec_epoch != s->epoch || !s->spec[pfn])
+			return reject(v, "S2", body_offset(s, 8 + 8 * (uint64_t)i),
+				      "SPEC_APPLY names pfn %" PRIu64 ", which has no speculative copy"
+				      " staged for epoch %" PRIu64, pfn, s->epoch);
+		memcpy(track_stage(s, pfn), s->spec[pfn], s->hdr.page_size);
+	}
+	s->epoch_pages += count;
+	s->pages_total += count;
+	s->spec_applied += count;
+	return true;
+}
+
 /* ---- COMPRESSED (C1-C5) ------------------------------------------------------------ */
 
 /* Decompresses into s->inflated, exactly `want` bytes, or returns what is wrong. */
@@ -1352,10 +1494,11 @@ static bool unwrap_compressed(struct stream *s, struct verdict *v)
 	if (codec != CODEC_ZLIB && codec != CODEC_ZSTD)
 		return reject(v, "C1", body_offset(s, 16),
 			      "COMPRESSED codec %u is not 1 (zlib) or 2 (zstd)", codec);
-	if (inner != T_PAGE_DATA && inner != T_PAGE_DELTA && inner != T_DEVICE_STATE)
+	if (inner != T_PAGE_DATA && inner != T_PAGE_DELTA && inner != T_DEVICE_STATE &&
+	    inner != T_SPEC_PAGE_DATA)
 		return reject(v, "C2", body_offset(s, 0),
 			      "COMPRESSED wraps type 0x%08" PRIx32 "; only PAGE_DATA,"
-			      " PAGE_DELTA or DEVICE_STATE may be compressed", inner);
+			      " PAGE_DELTA, SPEC_PAGE_DATA or DEVICE_STATE may be compressed", inner);
 	info = find_type(inner);
 	max = type_max_length(inner, s->hdr.page_size);
 	if (inner_length == 0 || inner_length > max)
@@ -1540,6 +1683,10 @@ static bool dispatch(struct stream *s, struct verdict *v)
 		return on_page_data(s, v);
 	case T_PAGE_DELTA:
 		return on_page_delta(s, v);
+	case T_SPEC_PAGE_DATA:
+		return on_spec_page_data(s, v);
+	case T_SPEC_APPLY:
+		return on_spec_apply(s, v);
 	case T_COMPRESSED:
 		/* The wrapped record stands where the wrapper stood. */
 		if (!unwrap_compressed(s, v))
@@ -1688,10 +1835,10 @@ static void print_ok(const struct stream *s)
 		print_last(last, sizeof(last), s->committed_any, s->last_committed);
 		printf("OK: forward stream, session 0x%016" PRIx64 ", page_size %" PRIu32
 		       ", frames %" PRIu64 ", epochs %" PRIu64
-		       " (last committed %s), pages %" PRIu64 " (deltas %" PRIu64 ", bases %s),"
+		       " (last committed %s), pages %" PRIu64 " (deltas %" PRIu64 ", speculative %" PRIu64 ", bases %s),"
 		       " compressed records %" PRIu64 ", bytes %" PRIu64 "\n",
 		       s->hdr.session, s->hdr.page_size, s->hdr.frame_count,
-		       s->epochs_committed, last, s->pages_total, s->delta_entries,
+		       s->epochs_committed, last, s->pages_total, s->delta_entries, s->spec_applied,
 		       s->track ? "checked" : "not checked: guest above 256 MiB",
 		       s->compressed_records, s->in.offset);
 		return;

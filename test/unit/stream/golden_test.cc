@@ -97,6 +97,10 @@ void RealSession(std::vector<uint8_t>* fwd, std::vector<uint8_t>* back,
   REQUIRE(cp.Start().ok());
   for (int e = 0; e < 4; ++e) {
     REQUIRE(work.Step(&dom).ok());
+    if (o.speculation != Speculation::kOff) {
+      REQUIRE(cp.Speculate().ok());
+      REQUIRE(work.Step(&dom).ok());
+    }
     REQUIRE(cp.Checkpoint().ok());
     REQUIRE(cp.SendHeartbeat().ok());
   }
@@ -252,6 +256,29 @@ std::vector<BadStream> BadStreams() {
       {"O8", "pfn-too-big", [](StreamBuilder& b) { b.Epoch(2, {9}); (void)b.w.End(); }},
       {"O9", "end-inside-epoch", [](StreamBuilder& b) { (void)b.w.EpochBegin(2); (void)b.w.End(); }},
       {"D2", "delta-page-size-8192", [](StreamBuilder& b) {}},  // made below: another header
+      {"S1", "spec-for-epoch-3-after-epoch-1",
+       [](StreamBuilder& b) {
+         const uint64_t p[] = {3};
+         (void)b.w.SpecPageData(3, p, test::PatternPage(3, 9).data(), 4096);
+         (void)b.w.End();
+       }},
+      {"S1", "spec-inside-epoch",
+       [](StreamBuilder& b) {
+         const uint64_t p[] = {3};
+         (void)b.w.EpochBegin(2);
+         (void)b.w.SpecPageData(2, p, test::PatternPage(3, 9).data(), 4096);
+         (void)b.w.End();
+       }},
+      {"S2", "apply-unstaged-frame",
+       [](StreamBuilder& b) {
+         const uint64_t p3[] = {3}, p4[] = {4};
+         (void)b.w.SpecPageData(2, p3, test::PatternPage(3, 9).data(), 4096);
+         (void)b.w.EpochBegin(2);
+         (void)b.w.SpecApply(p4);
+         b.State(2);
+         (void)b.w.EpochCommit(2, 1);
+         (void)b.w.End();
+       }},
       {"D3", "runs-overlap",
        [](StreamBuilder& b) {
          (void)b.w.EpochBegin(2);
@@ -345,6 +372,7 @@ TEST_CASE("golden: libftsync writes streams for the independent verifier", "[gol
   WriteFile(out / "back-valid-real-session.fwd", fwd);
   const std::pair<const char*, std::function<void(CheckpointerOptions&)>> variants[] = {
       {"whole-pages", [](CheckpointerOptions& o) { o.delta = DeltaMode::kOff; o.compression = Compression::kNone; }},
+ {"speculative-eager", [](CheckpointerOptions& o) { o.speculation = Speculation::kEager; }},
       {"hash-blocks-zlib", [](CheckpointerOptions& o) { o.delta = DeltaMode::kBlockHash; o.compression = Compression::kZlib; }},
       {"blocks-256-small-store", [](CheckpointerOptions& o) {
          o.delta = DeltaMode::kBlocks;
@@ -397,6 +425,25 @@ TEST_CASE("golden: libftsync writes streams for the independent verifier", "[gol
     (void)d.w.End();
     WriteFile(out / (std::string("valid-delta-compressed-") + CodecName(codec) + ".fts"), d.bytes);
     CHECK(Decode(out / (std::string("valid-delta-compressed-") + CodecName(codec) + ".fts")).ok());
+  }
+
+  {  // Speculative pages: 3 and 4 ahead, both named, 4 changed since (a delta).
+    StreamBuilder sp = Good();
+    const uint64_t ahead[] = {3, 4, 5}, named[] = {3, 4};
+    std::vector<uint8_t> data;
+    for (uint64_t p : ahead) {
+      auto pg = test::PatternPage(p, 9);
+      data.insert(data.end(), pg.begin(), pg.end());
+    }
+    REQUIRE(sp.w.SpecPageData(2, ahead, data.data(), 4096).ok());
+    (void)sp.w.EpochBegin(2);
+    REQUIRE(sp.w.SpecApply(named).ok());
+    auto p4 = test::PatternPage(4, 9);
+    Delta(sp, 4, p4, Touched(p4, 0x44));
+    sp.State(2);
+    (void)sp.w.EpochCommit(2, 3);
+    (void)sp.w.End();
+    WriteFile(out / "valid-speculative-builder.fts", sp.bytes);
   }
 
   StreamBuilder d1;

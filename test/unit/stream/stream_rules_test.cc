@@ -934,5 +934,129 @@ TEST_CASE("O-rules apply to the record a COMPRESSED record wraps", "[stream][rul
   ExpectRejected(c.bytes, "O6", Errc::kProtocol);
 }
 
+// ---- SPEC_PAGE_DATA and SPEC_APPLY (S1, S2) ----
+
+TEST_CASE("SPEC: speculative pages apply only when their epoch names them and commits", "[stream]") {
+  StreamBuilder b = GoodPrefix();
+  auto s3 = PatternPage(3, 9), s4 = PatternPage(4, 9), s5 = PatternPage(5, 9);
+  std::vector<uint8_t> data;
+  for (auto* p : {&s3, &s4, &s5}) data.insert(data.end(), p->begin(), p->end());
+  const uint64_t pfns[] = {3, 4, 5};
+  REQUIRE(b.w.SpecPageData(2, pfns, data.data(), 4096).ok());
+  (void)b.w.Heartbeat(1, 1);
+  // Epoch 2 names 3 and 4 (not 5); frame 4 was written again: a delta
+  // against its speculative copy.
+  (void)b.w.EpochBegin(2);
+  const uint64_t named[] = {3, 4};
+  REQUIRE(b.w.SpecApply(named).ok());
+  PageDeltaBuilder d;
+  uint8_t out[kMaxDeltaSize];
+  EncodedDelta e = EncodePageDelta(s4.data(), Touched(s4, 0x44).data(), DeltaOptions{},
+                                   std::span<uint8_t, kMaxDeltaSize>(out, kMaxDeltaSize));
+  d.Add(4, PageContentHash(s4.data()), std::span<const uint8_t>(out, e.size));
+  REQUIRE(b.w.PageDelta(d.body()).ok());
+  b.State(2);
+  (void)b.w.EpochCommit(2, 3);
+  // Epoch 3 sends 6 ahead but the stream ends before epoch 3 commits.
+  const uint64_t six[] = {6};
+  REQUIRE(b.w.SpecPageData(3, six, PatternPage(6, 9).data(), 4096).ok());
+  (void)b.w.End();
+  TempDir dir;
+  Outcome o = Receive(b.bytes, dir, 29);
+  INFO(o.status.ToString());
+  REQUIRE(o.status.ok());
+  CHECK(o.stats.speculative_pages_applied == 2);
+  auto rep = ReplicaImage::Open(dir.Sub("replica"));
+  REQUIRE(rep.ok());
+  std::vector<uint8_t> page(4096);
+  auto frame = [&](uint64_t p) {
+    REQUIRE((*rep)->ReadFrame(p, page.data()).ok());
+    return page;
+  };
+  CHECK(frame(3) == s3);
+  CHECK(frame(4) == Touched(s4, 0x44));
+  CHECK(frame(5) == PatternPage(5, 0));  // staged, never named: dropped
+  CHECK(frame(6) == PatternPage(6, 0));  // its epoch never committed
+}
+
+TEST_CASE("S1: SPEC_PAGE_DATA inside an epoch, or for another epoch, is rejected", "[stream][rule]") {
+  const uint64_t pfn[] = {3};
+  auto page = PatternPage(3, 9);
+  {
+    StreamBuilder b = GoodPrefix();
+    (void)b.w.EpochBegin(2);
+    REQUIRE(b.w.SpecPageData(2, pfn, page.data(), 4096).ok());
+    ExpectRejected(b.bytes, "S1", Errc::kProtocol);
+  }
+  for (uint64_t epoch : {uint64_t{1}, uint64_t{3}, uint64_t{0}}) {
+    StreamBuilder b = GoodPrefix();
+    REQUIRE(b.w.SpecPageData(epoch, pfn, page.data(), 4096).ok());
+    ExpectRejected(b.bytes, "S1", Errc::kProtocol);
+  }
+}
+
+TEST_CASE("S2: SPEC_APPLY of a frame with no staged copy for the epoch is rejected", "[stream][rule]") {
+  const uint64_t three[] = {3}, four[] = {4};
+  auto page = PatternPage(3, 9);
+  {
+    StreamBuilder b = GoodPrefix();
+    REQUIRE(b.w.SpecPageData(2, three, page.data(), 4096).ok());
+    (void)b.w.EpochBegin(2);
+    REQUIRE(b.w.SpecApply(four).ok());
+    ExpectRejected(b.bytes, "S2", Errc::kProtocol);
+  }
+  {
+    // Staged for epoch 2, which committed without naming it: gone for epoch 3.
+    StreamBuilder b = GoodPrefix();
+    REQUIRE(b.w.SpecPageData(2, three, page.data(), 4096).ok());
+    (void)b.w.EpochBegin(2);
+    b.State(2);
+    (void)b.w.EpochCommit(2, 0);
+    (void)b.w.EpochBegin(3);
+    REQUIRE(b.w.SpecApply(three).ok());
+    TempDir dir;
+    Outcome o = Receive(b.bytes, dir);
+    CHECK(o.status.context().find("[S2]") != std::string::npos);
+    CHECK(ExpectNack(o.back, kNackProtocol).find("[S2]") != std::string::npos);
+    REQUIRE(o.replica.has_value());
+    CHECK(o.replica->epoch == 2);
+  }
+}
+
+TEST_CASE("O1/O8/R7: SPEC_APPLY between epochs, out-of-range pfns, bad speculative layouts", "[stream][rule]") {
+  const uint64_t three[] = {3}, eight[] = {8};
+  {
+    StreamBuilder b = GoodPrefix();
+    REQUIRE(b.w.SpecApply(three).ok());
+    ExpectRejected(b.bytes, "O1", Errc::kProtocol);
+  }
+  {
+    StreamBuilder b = GoodPrefix();
+    REQUIRE(b.w.SpecPageData(2, eight, PatternPage(0, 0).data(), 4096).ok());
+    ExpectRejected(b.bytes, "O8", Errc::kCorruption);
+  }
+  {
+    StreamBuilder b = GoodPrefix();
+    (void)b.w.EpochBegin(2);
+    REQUIRE(b.w.SpecApply(eight).ok());
+    ExpectRejected(b.bytes, "O8", Errc::kCorruption);
+  }
+  {
+    StreamBuilder b = GoodPrefix();
+    uint8_t body[24] = {2, 0, 0, 0, 0, 0, 0, 0, 1};  // epoch 2, count 1, no pfn or page
+    ConstBuffer part(body, sizeof body);
+    (void)b.w.WriteRecord(kSpecPageData, std::span(&part, 1));
+    ExpectRejected(b.bytes, "R7", Errc::kCorruption);
+  }
+  {
+    StreamBuilder b = GoodPrefix();
+    (void)b.w.EpochBegin(2);
+    uint8_t body[8] = {0};  // count 0
+    ConstBuffer part(body, sizeof body);
+    (void)b.w.WriteRecord(kSpecApply, std::span(&part, 1));
+    ExpectRejected(b.bytes, "R7", Errc::kCorruption);
+  }
+}
+
 }  // namespace
 }  // namespace ftsync
