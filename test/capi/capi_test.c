@@ -133,8 +133,12 @@ int main(void) {
     bad_o.delta = "hash";
     bad_o.compression = "rar";
     CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &bad_o, &bad) == FTSYNC_EINVAL);
+    bad_o.compression = "zlib";
+    bad_o.speculation = "psychic";
+    CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &bad_o, &bad) == FTSYNC_EINVAL);
   }
   o.max_in_flight = 1;
+  o.speculation = "history";  /* this domain cannot peek: Speculate is a no-op */
   ftsync_checkpointer* cp = NULL;
   CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &o, &cp) == FTSYNC_OK);
   CHECK(ftsync_checkpointer_add_device(cp, &dops, &v) == FTSYNC_OK);
@@ -146,6 +150,7 @@ int main(void) {
   unsigned seed = 7;
   for (int epoch = 1; epoch <= 20; epoch++) {
     for (int k = 0; k < 30; k++) { seed = seed * 1103515245u + 12345u; guest_write(&d, (seed >> 8) % FRAMES, seed); }
+    CHECK(ftsync_checkpointer_speculate(cp) == FTSYNC_OK);
     rc = ftsync_checkpointer_checkpoint(cp);
     if (rc != FTSYNC_OK) fprintf(stderr, "checkpoint: %s\n", ftsync_checkpointer_error(cp));
     CHECK(rc == FTSYNC_OK);

@@ -78,6 +78,7 @@ typedef struct ftsync_epoch_stats {
   int64_t ack_latency_us; /* -1 until ACKed */
   /* Deltas and compression (see EpochStats in stats.h). */
   uint64_t delta_pages, bytes_after_delta, bytes_after_compression, encode_us, compress_us;
+  uint64_t speculative_sends, speculative_pages, speculative_bytes;
 } ftsync_epoch_stats;
 
 typedef struct ftsync_checkpointer_stats {
@@ -91,6 +92,7 @@ typedef struct ftsync_receiver_stats {
   uint64_t last_complete_epoch, epochs_applied, pages_applied, bytes_received;
   uint64_t heartbeats_received, last_apply_us, discarded_epochs;
   uint64_t delta_pages_applied; /* of pages_applied: PAGE_DELTA entries */
+  uint64_t speculative_pages_applied; /* of pages_applied: SPEC_APPLY entries */
 } ftsync_receiver_stats;
 
 /* ---- Primary -------------------------------------------------------------- */
@@ -107,6 +109,8 @@ typedef struct ftsync_checkpointer_options {
   uint64_t shadow_budget_bytes; /* default 32 MiB */
   const char* compression;      /* "none", "zlib", "zstd"; default "zstd" */
   int compression_level;        /* 0: the codec's default */
+  const char* speculation;      /* "off", "eager", "history", "fill"; default "off" */
+  uint32_t speculation_ticks;   /* ftsync_checkpointer_speculate calls per epoch + 1; default 10 */
 } ftsync_checkpointer_options;
 
 typedef struct ftsync_checkpointer ftsync_checkpointer;
@@ -123,6 +127,10 @@ int ftsync_checkpointer_add_device(ftsync_checkpointer* cp, const ftsync_device_
 int ftsync_checkpointer_start(ftsync_checkpointer* cp);       /* handshake + epoch 0 */
 int ftsync_checkpointer_checkpoint(ftsync_checkpointer* cp);  /* one epoch */
 int ftsync_checkpointer_poll(ftsync_checkpointer* cp, int timeout_ms); /* process ACKs */
+/* One speculation tick between epochs (Checkpointer::Speculate). The
+ * callback domain has no dirty-log peek or re-arm yet, so through this API
+ * it is accepted and does nothing. */
+int ftsync_checkpointer_speculate(ftsync_checkpointer* cp);
 int ftsync_checkpointer_wait_ack(ftsync_checkpointer* cp, uint64_t epoch);
 int ftsync_checkpointer_heartbeat(ftsync_checkpointer* cp);
 int ftsync_checkpointer_finish(ftsync_checkpointer* cp);      /* drain, END */

@@ -139,6 +139,8 @@ void ftsync_checkpointer_options_init(ftsync_checkpointer_options* o) {
   o->shadow_budget_bytes = d.shadow_budget_bytes;
   o->compression = NULL;
   o->compression_level = d.compression_level;
+  o->speculation = NULL;
+  o->speculation_ticks = d.speculation_ticks;
 }
 
 int ftsync_checkpointer_create(const ftsync_domain_ops* ops, void* ctx, int stream_fd,
@@ -165,6 +167,12 @@ int ftsync_checkpointer_create(const ftsync_domain_ops* ops, void* ctx, int stre
     Result<DeltaMode> m = ParseDeltaMode(o.delta);
     if (!m.ok()) return FTSYNC_EINVAL;
     co.delta = *m;
+  }
+  co.speculation_ticks = o.speculation_ticks;
+  if (o.speculation) {
+    Result<Speculation> sp = ParseSpeculation(o.speculation);
+    if (!sp.ok()) return FTSYNC_EINVAL;
+    co.speculation = *sp;
   }
   if (o.compression) {
     Result<Compression> c = ParseCompression(o.compression);
@@ -193,6 +201,9 @@ int ftsync_checkpointer_checkpoint(ftsync_checkpointer* cp) {
 int ftsync_checkpointer_poll(ftsync_checkpointer* cp, int timeout_ms) {
   return cp ? cp->Ret(cp->cp->PollBackChannel(timeout_ms)) : FTSYNC_EINVAL;
 }
+int ftsync_checkpointer_speculate(ftsync_checkpointer* cp) {
+  return cp ? cp->Ret(cp->cp->Speculate()) : FTSYNC_EINVAL;
+}
 int ftsync_checkpointer_wait_ack(ftsync_checkpointer* cp, uint64_t epoch) {
   return cp ? cp->Ret(cp->cp->WaitForAck(epoch)) : FTSYNC_EINVAL;
 }
@@ -219,6 +230,9 @@ static void CopyEpochStats(const EpochStats& s, ftsync_epoch_stats* o) {
   o->bytes_after_compression = s.bytes_after_compression;
   o->encode_us = s.encode_us;
   o->compress_us = s.compress_us;
+  o->speculative_sends = s.speculative_sends;
+  o->speculative_pages = s.speculative_pages;
+  o->speculative_bytes = s.speculative_bytes;
 }
 
 int ftsync_checkpointer_get_stats(const ftsync_checkpointer* cp, ftsync_checkpointer_stats* o) {
@@ -299,6 +313,7 @@ int ftsync_receiver_get_stats(const ftsync_receiver* r, ftsync_receiver_stats* o
   o->last_apply_us = s.last_apply_us;
   o->discarded_epochs = s.discarded_epochs;
   o->delta_pages_applied = s.delta_pages_applied;
+  o->speculative_pages_applied = s.speculative_pages_applied;
   return FTSYNC_OK;
 }
 
