@@ -1382,8 +1382,10 @@ static bool on_spec_apply(struct stream *s, struct verdict *v)
 			return reject(v, "O8", body_offset(s, 8 + 8 * (uint64_t)i),
 				      "SPEC_APPLY pfn[%" PRIu32 "] %" PRIu64 " >= frame_count %" PRIu64,
 				      i, pfn, s->hdr.frame_count);
-		if (!s->track)
-			continue;
+	}
+	for (uint32_t i = 0; i < count && s->track; i++) {
+		uint64_t pfn = le64(b + 8 + 8 * (size_t)i);
+
 		if (s->spec_epoch != s->epoch || !s->spec[pfn])
 			return reject(v, "S2", body_offset(s, 8 + 8 * (uint64_t)i),
 				      "SPEC_APPLY names pfn %" PRIu64 ", which has no speculative copy"
