@@ -10,7 +10,7 @@
  *
  * FILE (or FWD) may be "-" for standard input.  Output and exit status:
  *   0  "OK: ..."                              the stream obeys every rule
- *   1  "REJECT <RULE> at offset N: ..."       first violated rule (H*, R*, O*, B*)
+ *   1  "REJECT <RULE> at offset N: ..."       first violated rule (H*, R*, C*, D*, S*, O*, B*)
  *   2  "INCOMPLETE O10 at offset N: ..."      the sender vanished (no END, or
  *                                             the stream ends inside an epoch)
  *   3  usage error, unreadable file, out of memory (message on stderr)
@@ -23,6 +23,13 @@
  * one bit per guest frame, allocated in 512-byte blocks of 4096 frames as
  * frames arrive (so at most about an eighth of the bytes read so far), and
  * freed when epoch 0 commits.
+ *
+ * PAGE_DATA, PAGE_DELTA and COMPRESSED bodies are kept whole (at most
+ * 4 MiB, 4.2 MiB and 64 MiB, plus a COMPRESSED record's decompressed body,
+ * at most its inner type's maximum).  When the guest's memory is at most
+ * TRACK_BYTES_MAX (frame_count * page_size), the verifier also keeps a copy
+ * of it as the backup would, epoch by epoch, to check each PAGE_DELTA
+ * entry's base (D4); above that it says so and checks every other rule.
  *
  * Every integer is decoded byte by byte as little-endian, so the result is
  * the same on any host.
@@ -39,6 +46,8 @@
 #include <string.h>
 
 #include <xxhash.h>
+#include <zlib.h>
+#include <zstd.h>
 
 #define PROG "ftsync-verify-stream"
 
@@ -71,12 +80,25 @@
 #define T_EPOCH_COMMIT 0x00000004u
 #define T_HEARTBEAT 0x00000005u
 #define T_END 0x00000006u
+#define T_PAGE_DELTA 0x00000010u
+#define T_SPEC_PAGE_DATA 0x00000011u
+#define T_COMPRESSED 0x00000014u
+#define T_SPEC_APPLY 0x00000015u
+#define SPEC_APPLY_COUNT_MAX 65536u
 #define T_ACK 0x00000101u
 #define T_NACK 0x00000102u
 
 #define MIB (UINT32_C(1) << 20)
 #define PAGE_DATA_BYTES_MAX (4u * MIB) /* count * page_size */
 #define DEVICE_STATE_MAX (64u * MIB)
+#define DELTA_PAGE_SIZE 4096u
+#define DELTA_COUNT_MAX 1024u
+#define DELTA_ENTRY_HEADER 18u
+#define DELTA_ENCODING_MAX (1u + DELTA_PAGE_SIZE)
+#define COMPRESSED_HEADER 24u
+#define CODEC_ZLIB 1u
+#define CODEC_ZSTD 2u
+#define TRACK_BYTES_MAX (UINT64_C(256) << 20)
 #define NACK_FIXED 16u
 #define NACK_MESSAGE_MAX 1024u
 #define NACK_REASON_MAX 6u
@@ -103,6 +125,10 @@ static const struct type_info known_types[] = {
 	{ T_PAGE_DATA, "PAGE_DATA", DIR_FORWARD },
 	{ T_DEVICE_STATE, "DEVICE_STATE", DIR_FORWARD },
 	{ T_EPOCH_COMMIT, "EPOCH_COMMIT", DIR_FORWARD },
+	{ T_PAGE_DELTA, "PAGE_DELTA", DIR_FORWARD },
+	{ T_COMPRESSED, "COMPRESSED", DIR_FORWARD },
+	{ T_SPEC_PAGE_DATA, "SPEC_PAGE_DATA", DIR_FORWARD },
+	{ T_SPEC_APPLY, "SPEC_APPLY", DIR_FORWARD },
 	{ T_HEARTBEAT, "HEARTBEAT", DIR_FORWARD | DIR_BACK },
 	{ T_END, "END", DIR_FORWARD | DIR_BACK },
 	{ T_ACK, "ACK", DIR_BACK },
@@ -403,6 +429,33 @@ struct stream {
 	uint64_t pages_total;
 	struct coverage frames0;
 
+	/* Whole bodies of PAGE_DATA, PAGE_DELTA and COMPRESSED; `body` points
+	 * at the record's body, or at `inflated` once a COMPRESSED record is
+	 * unwrapped. */
+	unsigned char *whole;
+	size_t whole_cap;
+	unsigned char *inflated;
+	size_t inflated_cap;
+	const unsigned char *body;
+	bool unwrapped;
+	uint64_t compressed_records;
+
+	/* The guest's memory as the backup holds it (D4), when tracked:
+	 * `memory` is the last committed epoch, `staged[pfn]` the open epoch's
+	 * copy of a frame it touched (listed in `staged_list`). */
+	bool track;
+	unsigned char *memory;
+	unsigned char **staged;
+	uint64_t *staged_list;
+	size_t staged_count;
+	uint64_t delta_entries;
+	/* Speculative copies staged for epoch spec_epoch (S2), when tracked. */
+	unsigned char **spec;
+	uint64_t *spec_list;
+	size_t spec_count;
+	uint64_t spec_epoch;
+	uint64_t spec_applied;
+
 	/* Both directions. */
 	bool ended;
 	uint64_t end_offset;
@@ -588,9 +641,36 @@ static uint64_t type_max_length(uint32_t number, uint32_t page_size)
 		return 8;
 	case T_NACK:
 		return NACK_FIXED + NACK_MESSAGE_MAX;
+	case T_PAGE_DELTA:
+		return 8 + (uint64_t)DELTA_COUNT_MAX * (DELTA_ENTRY_HEADER + DELTA_ENCODING_MAX);
+	case T_COMPRESSED:
+		return COMPRESSED_HEADER + (uint64_t)DEVICE_STATE_MAX;
+	case T_SPEC_PAGE_DATA: {
+		uint64_t count = PAGE_DATA_BYTES_MAX / page_size;
+
+		return 16 + count * (8 + (uint64_t)page_size);
+	}
+	case T_SPEC_APPLY:
+		return 8 + 8 * (uint64_t)SPEC_APPLY_COUNT_MAX;
 	default:
 		return 0;
 	}
+}
+
+/* Records whose whole body the checks need. */
+static bool keeps_whole_body(uint32_t number)
+{
+	return number == T_PAGE_DATA || number == T_PAGE_DELTA || number == T_COMPRESSED ||
+	       number == T_SPEC_PAGE_DATA || number == T_SPEC_APPLY;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (!q)
+		fatal("out of memory");
+	return q;
 }
 
 /* The current record's type for messages: its name, or its number. */
@@ -681,7 +761,18 @@ static bool read_body(struct stream *s, struct verdict *v)
 	uint64_t left = s->length;
 	uint64_t computed;
 
+	bool whole = s->info && keeps_whole_body(s->info->type);
+
 	s->prefix_len = 0;
+	s->body = s->prefix;
+	s->unwrapped = false;
+	if (whole) {
+		if (s->whole_cap < s->length) {
+			s->whole = xrealloc(s->whole, s->length);
+			s->whole_cap = s->length;
+		}
+		s->body = s->whole;
+	}
 	if (XXH3_64bits_reset_withSeed(s->hash, seed) != XXH_OK)
 		fatal("XXH3 reset failed");
 	while (left > 0) {
@@ -693,6 +784,8 @@ static bool read_body(struct stream *s, struct verdict *v)
 			keep = got;
 		memcpy(s->prefix + s->prefix_len, s->chunk, keep);
 		s->prefix_len += keep;
+		if (whole)
+			memcpy(s->whole + (s->length - left), s->chunk, got);
 		if (XXH3_64bits_update(s->hash, s->chunk, got) != XXH_OK)
 			fatal("XXH3 update failed");
 		left -= got;
@@ -742,6 +835,83 @@ static uint64_t body_offset(const struct stream *s, uint64_t i)
 	return s->rec_offset + RECORD_HEADER_SIZE + i;
 }
 
+/* ---- the guest's memory as the backup holds it (D4) ---------------------------- */
+
+static void track_start(struct stream *s)
+{
+	uint64_t bytes = s->hdr.frame_count * (uint64_t)s->hdr.page_size;
+
+	s->track = bytes <= TRACK_BYTES_MAX;
+	if (!s->track)
+		return;
+	s->memory = xcalloc((size_t)bytes, 1);
+	s->staged = xcalloc((size_t)s->hdr.frame_count, sizeof(*s->staged));
+	s->staged_list = xcalloc((size_t)s->hdr.frame_count, sizeof(*s->staged_list));
+	s->spec = xcalloc((size_t)s->hdr.frame_count, sizeof(*s->spec));
+	s->spec_list = xcalloc((size_t)s->hdr.frame_count, sizeof(*s->spec_list));
+}
+
+static void spec_drop(struct stream *s)
+{
+	if (!s->spec)
+		return;
+	for (size_t i = 0; i < s->spec_count; i++) {
+		free(s->spec[s->spec_list[i]]);
+		s->spec[s->spec_list[i]] = NULL;
+	}
+	s->spec_count = 0;
+}
+
+/* The open epoch's copy of frame pfn, made from the committed one. */
+static unsigned char *track_stage(struct stream *s, uint64_t pfn)
+{
+	size_t ps = s->hdr.page_size;
+
+	if (!s->staged[pfn]) {
+		s->staged[pfn] = xcalloc(ps, 1);
+		memcpy(s->staged[pfn], s->memory + pfn * ps, ps);
+		s->staged_list[s->staged_count++] = pfn;
+	}
+	return s->staged[pfn];
+}
+
+/* The frame as the backup holds it now: staged in this epoch, or committed. */
+static const unsigned char *track_current(const struct stream *s, uint64_t pfn)
+{
+	if (s->staged[pfn])
+		return s->staged[pfn];
+	return s->memory + pfn * (size_t)s->hdr.page_size;
+}
+
+static void track_commit(struct stream *s)
+{
+	size_t ps = s->hdr.page_size;
+
+	for (size_t i = 0; i < s->staged_count; i++) {
+		uint64_t pfn = s->staged_list[i];
+
+		memcpy(s->memory + pfn * ps, s->staged[pfn], ps);
+		free(s->staged[pfn]);
+		s->staged[pfn] = NULL;
+	}
+	s->staged_count = 0;
+}
+
+static void track_free(struct stream *s)
+{
+	spec_drop(s);
+	free(s->spec);
+	free(s->spec_list);
+	if (s->staged)
+		for (size_t i = 0; i < s->staged_count; i++)
+			free(s->staged[s->staged_list[i]]);
+	free(s->staged);
+	free(s->staged_list);
+	free(s->memory);
+	free(s->whole);
+	free(s->inflated);
+}
+
 /* ---- forward records (O1-O9) ------------------------------------------------ */
 
 static bool require_open_epoch(const struct stream *s, struct verdict *v)
@@ -751,7 +921,7 @@ static bool require_open_epoch(const struct stream *s, struct verdict *v)
 	if (s->committed_any)
 		return reject(v, "O1", s->rec_offset,
 			      "%s with no open epoch (last committed epoch %" PRIu64
-			      "); only EPOCH_BEGIN, HEARTBEAT or END may come between epochs",
+			      "); only EPOCH_BEGIN, SPEC_PAGE_DATA, HEARTBEAT or END may come between epochs",
 			      s->info->name, s->last_committed);
 	return reject(v, "O1", s->rec_offset,
 		      "%s before the first EPOCH_BEGIN; only EPOCH_BEGIN, HEARTBEAT"
@@ -795,8 +965,10 @@ static bool on_epoch_begin(struct stream *s, struct verdict *v)
 	s->epoch_offset = s->rec_offset;
 	s->epoch_pages = 0;
 	s->device_state_seen = false;
-	if (epoch == 0)
+	if (epoch == 0) {
 		coverage_init(&s->frames0);
+		track_start(s);
+	}
 	return true;
 }
 
@@ -850,6 +1022,13 @@ static bool on_page_data(struct stream *s, struct verdict *v)
 	if (s->epoch == 0)
 		for (uint32_t i = 0; i < count; i++)
 			coverage_mark(&s->frames0, le64(s->prefix + 8 + 8 * (size_t)i));
+	if (s->track) {
+		const unsigned char *data = s->body + 8 + 8 * (size_t)count;
+		size_t ps = s->hdr.page_size;
+
+		for (uint32_t i = 0; i < count; i++)
+			memcpy(track_stage(s, le64(s->body + 8 + 8 * (size_t)i)), data + i * ps, ps);
+	}
 	s->epoch_pages += count;
 	s->pages_total += count;
 	return true;
@@ -895,7 +1074,7 @@ static bool on_epoch_commit(struct stream *s, struct verdict *v)
 	if (pages != s->epoch_pages)
 		return reject(v, "O5", body_offset(s, 8),
 			      "EPOCH_COMMIT(%" PRIu64 ") pages %" PRIu64 " but the epoch's"
-			      " PAGE_DATA records carried %" PRIu64 " pfn entries",
+			      " PAGE_DATA, PAGE_DELTA and SPEC_APPLY records carried %" PRIu64 " pfn entries",
 			      epoch, pages, s->epoch_pages);
 	if (!s->device_state_seen)
 		return reject(v, "O6", s->rec_offset,
@@ -905,10 +1084,449 @@ static bool on_epoch_commit(struct stream *s, struct verdict *v)
 		return false;
 	if (epoch == 0)
 		coverage_free(&s->frames0);
+	if (s->track) {
+		track_commit(s);
+		spec_drop(s); /* staged copies the epoch did not name */
+	}
 	s->epoch_open = false;
 	s->committed_any = true;
 	s->last_committed = epoch;
 	s->epochs_committed++;
+	return true;
+}
+
+/* ---- page delta encodings (PAGE_DELTA, D3) --------------------------------------- */
+
+/* Checks one encoding as the spec's PAGE_DELTA section defines it; when
+ * `page` is not NULL and the encoding is good, applies it there.  Returns
+ * NULL, or what is wrong. */
+static const char *delta_decode(const unsigned char *e, size_t n, unsigned char *page,
+				char *why, size_t why_size)
+{
+	switch (e[0]) {
+	case 0x01: /* SAME */
+		if (n != 1)
+			return "SAME encoding longer than 1 byte";
+		return NULL;
+	case 0x02: /* WHOLE */
+		if (n != 1 + DELTA_PAGE_SIZE)
+			return "WHOLE encoding is not 4097 bytes";
+		if (page)
+			memcpy(page, e + 1, DELTA_PAGE_SIZE);
+		return NULL;
+	case 0x03: { /* BLOCKS */
+		unsigned shift;
+		size_t block, blocks, mask_bytes, present = 0, want;
+
+		if (n < 2)
+			return "BLOCKS encoding ends before its block shift";
+		shift = e[1];
+		if (shift < 6 || shift > 8) {
+			snprintf(why, why_size, "BLOCKS block shift %u is not 6, 7 or 8", shift);
+			return why;
+		}
+		block = (size_t)1 << shift;
+		blocks = DELTA_PAGE_SIZE / block;
+		mask_bytes = blocks / 8;
+		if (n < 2 + mask_bytes)
+			return "BLOCKS encoding ends inside its mask";
+		for (size_t i = 0; i < blocks; i++)
+			present += (e[2 + i / 8] >> (i % 8)) & 1u;
+		want = 2 + mask_bytes + present * block;
+		if (n != want) {
+			snprintf(why, why_size,
+				 "BLOCKS encoding is %zu bytes, its mask (%zu blocks of %zu) needs %zu",
+				 n, present, block, want);
+			return why;
+		}
+		if (page) {
+			const unsigned char *src = e + 2 + mask_bytes;
+
+			for (size_t i = 0; i < blocks; i++)
+				if ((e[2 + i / 8] >> (i % 8)) & 1u) {
+					memcpy(page + i * block, src, block);
+					src += block;
+				}
+		}
+		return NULL;
+	}
+	case 0x04: { /* RUNS */
+		size_t count, pos = 3, end = 0;
+
+		if (n < 3)
+			return "RUNS encoding ends inside its count";
+		count = (size_t)e[1] | (size_t)e[2] << 8;
+		if (count > 2048) {
+			snprintf(why, why_size, "RUNS count %zu is above 2048", count);
+			return why;
+		}
+		for (size_t i = 0; i < count; i++) {
+			size_t off, len;
+
+			if (n - pos < 4)
+				return "RUNS encoding ends inside a run header";
+			off = (size_t)e[pos] | (size_t)e[pos + 1] << 8;
+			len = (size_t)e[pos + 2] | (size_t)e[pos + 3] << 8;
+			if (len == 0) {
+				snprintf(why, why_size, "RUNS run %zu has length 0", i);
+				return why;
+			}
+			if (off < end) {
+				snprintf(why, why_size,
+					 "RUNS run %zu at %zu overlaps or precedes the previous run (ends at %zu)",
+					 i, off, end);
+				return why;
+			}
+			if (off + len > DELTA_PAGE_SIZE) {
+				snprintf(why, why_size, "RUNS run %zu [%zu, +%zu) ends past the page",
+					 i, off, len);
+				return why;
+			}
+			if (n - pos - 4 < len)
+				return "RUNS encoding ends inside a run's bytes";
+			pos += 4 + len;
+			end = off + len;
+		}
+		if (pos != n)
+			return "RUNS encoding has bytes after its last run";
+		if (page) {
+			pos = 3;
+			for (size_t i = 0; i < count; i++) {
+				size_t off = (size_t)e[pos] | (size_t)e[pos + 1] << 8;
+				size_t len = (size_t)e[pos + 2] | (size_t)e[pos + 3] << 8;
+
+				memcpy(page + off, e + pos + 4, len);
+				pos += 4 + len;
+			}
+		}
+		return NULL;
+	}
+	default:
+		snprintf(why, why_size, "unknown encoding kind 0x%02x", e[0]);
+		return why;
+	}
+}
+
+static bool on_page_delta(struct stream *s, struct verdict *v)
+{
+	const unsigned char *b = s->body;
+	uint32_t count, reserved;
+	size_t pos = 8;
+	char why[160];
+
+	if (!require_open_epoch(s, v))
+		return false;
+	if (s->epoch == 0)
+		return reject(v, "D1", s->rec_offset,
+			      "PAGE_DELTA in epoch 0; the full synchronisation has no base");
+	if (s->hdr.page_size != DELTA_PAGE_SIZE)
+		return reject(v, "D2", s->rec_offset,
+			      "PAGE_DELTA in a stream of page_size %" PRIu32 "; deltas need 4096",
+			      s->hdr.page_size);
+	if (s->length < 8)
+		return reject(v, "R7", s->rec_offset,
+			      "PAGE_DELTA body is %" PRIu32 " bytes, shorter than its count"
+			      " and reserved fields", s->length);
+	count = le32(b);
+	reserved = le32(b + 4);
+	if (count == 0 || count > DELTA_COUNT_MAX)
+		return reject(v, "R7", body_offset(s, 0),
+			      "PAGE_DELTA count %" PRIu32 " is not in 1..%u", count, DELTA_COUNT_MAX);
+	if (reserved != 0)
+		return reject(v, "R7", body_offset(s, 4),
+			      "PAGE_DELTA reserved field 0x%08" PRIx32 " must be 0", reserved);
+	/* Layout first: every entry inside the body, the body filled exactly. */
+	for (uint32_t i = 0; i < count; i++) {
+		size_t len;
+
+		if (s->length - pos < DELTA_ENTRY_HEADER)
+			return reject(v, "R7", body_offset(s, pos),
+				      "PAGE_DELTA body ends inside the header of entry %" PRIu32, i);
+		len = (size_t)b[pos + 16] | (size_t)b[pos + 17] << 8;
+		if (len == 0 || len > DELTA_ENCODING_MAX)
+			return reject(v, "R7", body_offset(s, pos + 16),
+				      "PAGE_DELTA entry %" PRIu32 " length %zu is not in 1..%u",
+				      i, len, DELTA_ENCODING_MAX);
+		if (s->length - pos - DELTA_ENTRY_HEADER < len)
+			return reject(v, "R7", body_offset(s, pos),
+				      "PAGE_DELTA body ends inside the encoding of entry %" PRIu32, i);
+		pos += DELTA_ENTRY_HEADER + len;
+	}
+	if (pos != s->length)
+		return reject(v, "R7", body_offset(s, pos),
+			      "PAGE_DELTA has %zu bytes after its last entry",
+			      (size_t)(s->length - pos));
+	pos = 8;
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t pfn = le64(b + pos), base = le64(b + pos + 8);
+		size_t len = (size_t)b[pos + 16] | (size_t)b[pos + 17] << 8;
+		const unsigned char *enc = b + pos + DELTA_ENTRY_HEADER;
+		const char *bad;
+
+		if (pfn >= s->hdr.frame_count)
+			return reject(v, "O8", body_offset(s, pos),
+				      "PAGE_DELTA entry %" PRIu32 " pfn %" PRIu64
+				      " >= frame_count %" PRIu64 " (epoch %" PRIu64 ")",
+				      i, pfn, s->hdr.frame_count, s->epoch);
+		bad = delta_decode(enc, len, NULL, why, sizeof(why));
+		if (bad)
+			return reject(v, "D3", body_offset(s, pos + DELTA_ENTRY_HEADER),
+				      "PAGE_DELTA entry %" PRIu32 " (pfn %" PRIu64 "): %s", i, pfn, bad);
+		if (s->track) {
+			uint64_t have = XXH3_64bits(track_current(s, pfn), DELTA_PAGE_SIZE);
+
+			if (have != base)
+				return reject(v, "D4", body_offset(s, pos + 8),
+					      "PAGE_DELTA entry %" PRIu32 " (pfn %" PRIu64
+					      ", epoch %" PRIu64 "): the backup's copy hashes to"
+					      " 0x%016" PRIx64 ", the entry's base is 0x%016" PRIx64,
+					      i, pfn, s->epoch, have, base);
+			(void)delta_decode(enc, len, track_stage(s, pfn), why, sizeof(why));
+		}
+		pos += DELTA_ENTRY_HEADER + len;
+	}
+	s->epoch_pages += count;
+	s->pages_total += count;
+	s->delta_entries += count;
+	return true;
+}
+
+/* ---- speculative transfer (S1, S2) ------------------------------------------------ */
+
+static bool on_spec_page_data(struct stream *s, struct verdict *v)
+{
+	const unsigned char *b = s->body;
+	uint64_t epoch, expected = s->committed_any ? s->last_committed + 1 : 0;
+	uint32_t count, reserved;
+	uint64_t count_max = PAGE_DATA_BYTES_MAX / s->hdr.page_size, want;
+	size_t ps = s->hdr.page_size;
+
+	if (s->length < 16)
+		return reject(v, "R7", s->rec_offset,
+			      "SPEC_PAGE_DATA body is %" PRIu32 " bytes, shorter than its 16"
+			      " bytes of fixed fields", s->length);
+	epoch = le64(b);
+	count = le32(b + 8);
+	reserved = le32(b + 12);
+	if (count == 0 || count > count_max)
+		return reject(v, "R7", body_offset(s, 8),
+			      "SPEC_PAGE_DATA count %" PRIu32 " is not in 1..%" PRIu64, count, count_max);
+	if (reserved != 0)
+		return reject(v, "R7", body_offset(s, 12),
+			      "SPEC_PAGE_DATA reserved field 0x%08" PRIx32 " must be 0", reserved);
+	want = 16 + (uint64_t)count * (8 + (uint64_t)ps);
+	if (s->length != want)
+		return reject(v, "R7", s->rec_offset,
+			      "SPEC_PAGE_DATA body is %" PRIu32 " bytes, count %" PRIu32
+			      " needs exactly %" PRIu64, s->length, count, want);
+	if (s->epoch_open)
+		return reject(v, "S1", s->rec_offset,
+			      "SPEC_PAGE_DATA inside open epoch %" PRIu64
+			      "; speculative pages travel between epochs", s->epoch);
+	if (epoch == 0 || epoch != expected)
+		return reject(v, "S1", body_offset(s, 0),
+			      "SPEC_PAGE_DATA for epoch %" PRIu64 ", the next epoch is %" PRIu64
+			      " (and epoch 0 takes none)", epoch, expected);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t pfn = le64(b + 16 + 8 * (size_t)i);
+
+		if (pfn >= s->hdr.frame_count)
+			return reject(v, "O8", body_offset(s, 16 + 8 * (uint64_t)i),
+				      "SPEC_PAGE_DATA pfn[%" PRIu32 "] %" PRIu64 " >= frame_count %" PRIu64,
+				      i, pfn, s->hdr.frame_count);
+	}
+	if (s->track) {
+		if (s->spec_epoch != epoch)
+			spec_drop(s);
+		s->spec_epoch = epoch;
+		for (uint32_t i = 0; i < count; i++) {
+			uint64_t pfn = le64(b + 16 + 8 * (size_t)i);
+
+			if (!s->spec[pfn]) {
+				s->spec[pfn] = xcalloc(ps, 1);
+				s->spec_list[s->spec_count++] = pfn;
+			}
+			memcpy(s->spec[pfn], b + 16 + 8 * (size_t)count + i * ps, ps);
+		}
+	}
+	return true;
+}
+
+static bool on_spec_apply(struct stream *s, struct verdict *v)
+{
+	const unsigned char *b = s->body;
+	uint32_t count, reserved;
+
+	if (!require_open_epoch(s, v))
+		return false;
+	if (s->length < 8)
+		return reject(v, "R7", s->rec_offset,
+			      "SPEC_APPLY body is %" PRIu32 " bytes, shorter than its count"
+			      " and reserved fields", s->length);
+	count = le32(b);
+	reserved = le32(b + 4);
+	if (count == 0 || count > SPEC_APPLY_COUNT_MAX)
+		return reject(v, "R7", body_offset(s, 0),
+			      "SPEC_APPLY count %" PRIu32 " is not in 1..%u", count, SPEC_APPLY_COUNT_MAX);
+	if (reserved != 0)
+		return reject(v, "R7", body_offset(s, 4),
+			      "SPEC_APPLY reserved field 0x%08" PRIx32 " must be 0", reserved);
+	if (s->length != 8 + 8 * (uint64_t)count)
+		return reject(v, "R7", s->rec_offset,
+			      "SPEC_APPLY body is %" PRIu32 " bytes, count %" PRIu32 " needs exactly %" PRIu64,
+			      s->length, count, 8 + 8 * (uint64_t)count);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t pfn = le64(b + 8 + 8 * (size_t)i);
+
+		if (pfn >= s->hdr.frame_count)
+			return reject(v, "O8", body_offset(s, 8 + 8 * (uint64_t)i),
+				      "SPEC_APPLY pfn[%" PRIu32 "] %" PRIu64 " >= frame_count %" PRIu64,
+				      i, pfn, s->hdr.frame_count);
+	}
+	for (uint32_t i = 0; i < count && s->track; i++) {
+		uint64_t pfn = le64(b + 8 + 8 * (size_t)i);
+
+		if (s->spec_epoch != s->epoch || !s->spec[pfn])
+			return reject(v, "S2", body_offset(s, 8 + 8 * (uint64_t)i),
+				      "SPEC_APPLY names pfn %" PRIu64 ", which has no speculative copy"
+				      " staged for epoch %" PRIu64, pfn, s->epoch);
+		memcpy(track_stage(s, pfn), s->spec[pfn], s->hdr.page_size);
+	}
+	s->epoch_pages += count;
+	s->pages_total += count;
+	s->spec_applied += count;
+	return true;
+}
+
+/* ---- COMPRESSED (C1-C5) ------------------------------------------------------------ */
+
+/* Decompresses into s->inflated, exactly `want` bytes, or returns what is wrong. */
+static const char *inflate_body(struct stream *s, unsigned codec, const unsigned char *in,
+				size_t n, size_t want, char *why, size_t why_size)
+{
+	if (s->inflated_cap < want) {
+		s->inflated = xrealloc(s->inflated, want);
+		s->inflated_cap = want;
+	}
+	if (codec == CODEC_ZLIB) {
+		z_stream z;
+		int r;
+		size_t produced, left;
+
+		memset(&z, 0, sizeof(z));
+		if (inflateInit(&z) != Z_OK)
+			fatal("zlib: inflateInit failed");
+		z.next_in = (unsigned char *)in;
+		z.avail_in = (uInt)n;
+		z.next_out = s->inflated;
+		z.avail_out = (uInt)want;
+		r = inflate(&z, Z_FINISH);
+		produced = want - z.avail_out;
+		left = z.avail_in;
+		inflateEnd(&z);
+		if (r == Z_STREAM_END) {
+			if (produced != want) {
+				snprintf(why, why_size, "zlib data decompresses to %zu bytes, the header says %zu",
+					 produced, want);
+				return why;
+			}
+			if (left != 0) {
+				snprintf(why, why_size, "%zu bytes after the end of the zlib stream", left);
+				return why;
+			}
+			return NULL;
+		}
+		if (produced == want && left > 0) {
+			snprintf(why, why_size, "zlib data decompresses to more than the %zu bytes"
+				 " the header says", want);
+			return why;
+		}
+		snprintf(why, why_size, "zlib data does not decompress (inflate %d)", r);
+		return why;
+	}
+	{
+		size_t frame = ZSTD_findFrameCompressedSize(in, n), got;
+
+		if (ZSTD_isError(frame)) {
+			snprintf(why, why_size, "zstd: %s", ZSTD_getErrorName(frame));
+			return why;
+		}
+		if (frame != n) {
+			snprintf(why, why_size, "%zu bytes after the end of the zstd frame", n - frame);
+			return why;
+		}
+		got = ZSTD_decompress(s->inflated, want, in, n);
+		if (ZSTD_isError(got)) {
+			snprintf(why, why_size, "zstd data does not decompress to at most %zu bytes: %s",
+				 want, ZSTD_getErrorName(got));
+			return why;
+		}
+		if (got != want) {
+			snprintf(why, why_size, "zstd data decompresses to %zu bytes, the header says %zu",
+				 got, want);
+			return why;
+		}
+		return NULL;
+	}
+}
+
+/* Checks the wrapper and replaces the current record by the one it wraps. */
+static bool unwrap_compressed(struct stream *s, struct verdict *v)
+{
+	const unsigned char *b = s->body;
+	uint32_t inner, inner_length;
+	uint64_t inner_checksum, computed, max;
+	unsigned codec;
+	const struct type_info *info;
+	const char *bad;
+	char why[200];
+
+	if (s->length <= COMPRESSED_HEADER)
+		return reject(v, "R7", s->rec_offset,
+			      "COMPRESSED body is %" PRIu32 " bytes; its header is 24 and"
+			      " at least one byte of data must follow", s->length);
+	for (unsigned i = 17; i < COMPRESSED_HEADER; i++)
+		if (b[i] != 0)
+			return reject(v, "R7", body_offset(s, i),
+				      "COMPRESSED reserved byte %u is 0x%02x, must be 0", i, b[i]);
+	inner = le32(b);
+	inner_length = le32(b + 4);
+	inner_checksum = le64(b + 8);
+	codec = b[16];
+	if (codec != CODEC_ZLIB && codec != CODEC_ZSTD)
+		return reject(v, "C1", body_offset(s, 16),
+			      "COMPRESSED codec %u is not 1 (zlib) or 2 (zstd)", codec);
+	if (inner != T_PAGE_DATA && inner != T_PAGE_DELTA && inner != T_DEVICE_STATE &&
+	    inner != T_SPEC_PAGE_DATA)
+		return reject(v, "C2", body_offset(s, 0),
+			      "COMPRESSED wraps type 0x%08" PRIx32 "; only PAGE_DATA,"
+			      " PAGE_DELTA, SPEC_PAGE_DATA or DEVICE_STATE may be compressed", inner);
+	info = find_type(inner);
+	max = type_max_length(inner, s->hdr.page_size);
+	if (inner_length == 0 || inner_length > max)
+		return reject(v, "C3", body_offset(s, 4),
+			      "COMPRESSED %s inner length %" PRIu32 " is not in 1..%" PRIu64,
+			      info->name, inner_length, max);
+	bad = inflate_body(s, codec, b + COMPRESSED_HEADER, s->length - COMPRESSED_HEADER,
+			   inner_length, why, sizeof(why));
+	if (bad)
+		return reject(v, "C4", body_offset(s, COMPRESSED_HEADER), "COMPRESSED %s: %s",
+			      info->name, bad);
+	computed = XXH3_64bits_withSeed(s->inflated, inner_length,
+					(uint64_t)inner | (uint64_t)inner_length << 32);
+	if (computed != inner_checksum)
+		return reject(v, "C5", body_offset(s, 8),
+			      "COMPRESSED %s: checksum 0x%016" PRIx64 " does not match the"
+			      " decompressed body (computed 0x%016" PRIx64 ")",
+			      info->name, inner_checksum, computed);
+	s->compressed_records++;
+	s->info = info;
+	s->type = inner;
+	s->length = inner_length;
+	s->body = s->inflated;
+	s->unwrapped = true;
+	s->prefix_len = inner_length < PREFIX_MAX ? inner_length : PREFIX_MAX;
+	memcpy(s->prefix, s->inflated, s->prefix_len);
 	return true;
 }
 
@@ -1065,6 +1683,17 @@ static bool dispatch(struct stream *s, struct verdict *v)
 		return on_epoch_begin(s, v);
 	case T_PAGE_DATA:
 		return on_page_data(s, v);
+	case T_PAGE_DELTA:
+		return on_page_delta(s, v);
+	case T_SPEC_PAGE_DATA:
+		return on_spec_page_data(s, v);
+	case T_SPEC_APPLY:
+		return on_spec_apply(s, v);
+	case T_COMPRESSED:
+		/* The wrapped record stands where the wrapper stood. */
+		if (!unwrap_compressed(s, v))
+			return false;
+		return dispatch(s, v);
 	case T_DEVICE_STATE:
 		return on_device_state(s, v);
 	case T_EPOCH_COMMIT:
@@ -1168,6 +1797,7 @@ static void stream_init(struct stream *s, const char *path, bool back,
 static void stream_fini(struct stream *s)
 {
 	coverage_free(&s->frames0);
+	track_free(s);
 	XXH3_freeState(s->hash);
 	input_close(&s->in);
 }
@@ -1207,9 +1837,12 @@ static void print_ok(const struct stream *s)
 		print_last(last, sizeof(last), s->committed_any, s->last_committed);
 		printf("OK: forward stream, session 0x%016" PRIx64 ", page_size %" PRIu32
 		       ", frames %" PRIu64 ", epochs %" PRIu64
-		       " (last committed %s), pages %" PRIu64 ", bytes %" PRIu64 "\n",
+		       " (last committed %s), pages %" PRIu64 " (deltas %" PRIu64 ", speculative %" PRIu64 ", bases %s),"
+		       " compressed records %" PRIu64 ", bytes %" PRIu64 "\n",
 		       s->hdr.session, s->hdr.page_size, s->hdr.frame_count,
-		       s->epochs_committed, last, s->pages_total, s->in.offset);
+		       s->epochs_committed, last, s->pages_total, s->delta_entries, s->spec_applied,
+		       s->track ? "checked" : "not checked: guest above 256 MiB",
+		       s->compressed_records, s->in.offset);
 		return;
 	}
 	print_last(last, sizeof(last), s->acked_any, s->last_ack);

@@ -125,7 +125,20 @@ int main(void) {
   ftsync_checkpointer_options o;
   ftsync_checkpointer_options_init(&o);
   CHECK(o.max_in_flight == 2);
+  CHECK(o.delta == NULL && o.compression == NULL && o.delta_block_size == 64);
+  {
+    ftsync_checkpointer_options bad_o = o;
+    bad_o.delta = "sometimes";
+    CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &bad_o, &bad) == FTSYNC_EINVAL);
+    bad_o.delta = "hash";
+    bad_o.compression = "rar";
+    CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &bad_o, &bad) == FTSYNC_EINVAL);
+    bad_o.compression = "zlib";
+    bad_o.speculation = "psychic";
+    CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &bad_o, &bad) == FTSYNC_EINVAL);
+  }
   o.max_in_flight = 1;
+  o.speculation = "history";  /* this domain cannot peek: Speculate is a no-op */
   ftsync_checkpointer* cp = NULL;
   CHECK(ftsync_checkpointer_create(&ops, &d, fwd[1], back[0], &o, &cp) == FTSYNC_OK);
   CHECK(ftsync_checkpointer_add_device(cp, &dops, &v) == FTSYNC_OK);
@@ -137,6 +150,7 @@ int main(void) {
   unsigned seed = 7;
   for (int epoch = 1; epoch <= 20; epoch++) {
     for (int k = 0; k < 30; k++) { seed = seed * 1103515245u + 12345u; guest_write(&d, (seed >> 8) % FRAMES, seed); }
+    CHECK(ftsync_checkpointer_speculate(cp) == FTSYNC_OK);
     rc = ftsync_checkpointer_checkpoint(cp);
     if (rc != FTSYNC_OK) fprintf(stderr, "checkpoint: %s\n", ftsync_checkpointer_error(cp));
     CHECK(rc == FTSYNC_OK);
@@ -146,7 +160,11 @@ int main(void) {
   CHECK(st.epochs_sent == 21);
   CHECK(st.last.epoch == 20);
   CHECK(st.last.dirty_pages > 0 && st.last.dirty_pages <= 30);
-  CHECK(st.last.bytes_wire > st.last.dirty_pages * PAGE);
+  /* Defaults: deltas (runs) against the pages sent before, zstd. Pages
+   * this test writes twice or more travel as deltas. */
+  CHECK(st.last.bytes_after_compression <= st.last.bytes_after_delta);
+  CHECK(st.last.bytes_wire > st.last.bytes_after_compression);
+  CHECK(st.last.bytes_wire < st.last.bytes_after_compression + 16 * 64);
   /* With one epoch in flight, commits trail sends by at most one. */
   CHECK(v.commits >= 20);
   CHECK(ftsync_checkpointer_finish(cp) == FTSYNC_OK);
@@ -156,6 +174,7 @@ int main(void) {
   CHECK(ftsync_receiver_last_complete_epoch(x.r, &e) == FTSYNC_OK && e == 20);
   ftsync_receiver_stats rs;
   CHECK(ftsync_receiver_get_stats(x.r, &rs) == FTSYNC_OK && rs.epochs_applied == 21);
+  CHECK(rs.delta_pages_applied > 0 && rs.delta_pages_applied < rs.pages_applied);
 
   /* The replica equals the domain's memory, byte for byte. */
   int fd = open(ftsync_receiver_memory_path(x.r), O_RDONLY);

@@ -6,9 +6,22 @@
 //   wait while max_in_flight epochs are unacknowledged (never drop one)
 //   Suspend -> devices Postsuspend -> FetchAndClearDirty -> copy dirty frames
 //   into the staging area -> SaveState -> devices Preresume -> Resume
-//   -> emit EPOCH_BEGIN, PAGE_DATA..., DEVICE_STATE, EPOCH_COMMIT
-// The guest is paused only for harvest + local copy + state save; the
-// stream is written while it runs. When ACK(n) arrives every device gets
+//   -> encode and emit EPOCH_BEGIN, PAGE_DATA/PAGE_DELTA..., DEVICE_STATE,
+//      EPOCH_COMMIT
+// The guest is paused only for harvest + local copy + state save; deltas
+// and compression are computed, and the stream written, while it runs.
+//
+// Deltas (CheckpointerOptions::delta): the primary keeps a bounded shadow
+// store of the last version of each page it sent and sends a dirty page as
+// its changed blocks or byte runs (PAGE_DELTA) when the store holds it,
+// whole otherwise. Each delta names its base by content hash and the backup
+// checks it, so the store must describe the backup exactly: it is filled
+// only from epochs > 0 (a page enters when first sent whole after epoch 0)
+// and cleared when the session fails. With max_in_flight > 1 epoch n+1 is
+// encoded against what the backup will hold after applying epoch n; that
+// is safe because any failure of epoch n (send error, NACK) ends the whole
+// session (sticky), and a new session starts with a full synchronisation
+// and a new Checkpointer. When ACK(n) arrives every device gets
 // Commit(n): that is where held network packets and console bytes leave.
 //
 // Failure rules:
@@ -27,6 +40,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "ftsync/checkpoint_device.h"
@@ -37,6 +51,40 @@
 #include "ftsync/status.h"
 
 namespace ftsync {
+
+// How dirty pages of epochs > 0 are sent. See stream-format.md, PAGE_DELTA.
+enum class DeltaMode : uint8_t {
+  kOff,        // whole pages (PAGE_DATA), as Remus: no shadow store
+  kBlocks,     // changed blocks of delta_block_size bytes, against a page copy
+  kRuns,       // exact changed byte runs, against a page copy
+  kAuto,       // per page the smaller of runs and blocks (runs nearly always)
+  kBlockHash,  // changed blocks found by comparing per-block hashes: no page
+               // copies (about 8 % of kRuns' memory per page at 64-byte
+               // blocks), more CPU, and bytes like kBlocks
+};
+
+// Speculative state transfer (stream-format.md, SPEC_PAGE_DATA): which
+// policy picks the pages Speculate() sends ahead of the epoch's end.
+enum class Speculation : uint8_t {
+  kOff,      // Speculate() does nothing
+  kEager,    // every page seen dirty, at every tick (the resend storm; a reference)
+  kHistory,  // adaptive per-page write history, within speculation_budget
+  kFill,     // history, spending what is left of the budget at the last tick
+};
+
+// Codec of COMPRESSED records (stream-format.md, COMPRESSED).
+enum class Compression : uint8_t { kNone, kZlib, kZstd };
+
+// Names for logs and command lines ("off", "runs", "blocks", "auto",
+// "hash"; "none", "zlib", "zstd").
+const char* DeltaModeName(DeltaMode m);
+const char* CompressionName(Compression c);
+// "off", "eager", "history", "fill".
+const char* SpeculationName(Speculation s);
+// The inverses; kInvalidArgument naming the accepted names otherwise.
+Result<Speculation> ParseSpeculation(std::string_view name);
+Result<DeltaMode> ParseDeltaMode(std::string_view name);
+Result<Compression> ParseCompression(std::string_view name);
 
 struct CheckpointerOptions {
   // Epochs emitted but not yet ACKed before Checkpoint() waits. 1 gives
@@ -59,6 +107,34 @@ struct CheckpointerOptions {
   // is still paused (as Xen 4.17's Remus does), instead of after resuming.
   // Never better; exists to measure what the staging area saves.
   bool emit_while_paused = false;
+  // Sub-page deltas for epochs > 0 (see DeltaMode). Needs 4 KiB guest
+  // pages; with any other page size the epochs are sent whole (logged).
+  // Default kRuns: on every workload of bench/diff and the QEMU guest it
+  // sends the fewest bytes, and its encoder costs about one page compare.
+  DeltaMode delta = DeltaMode::kRuns;
+  // Block size of kBlocks, kAuto's blocks and kBlockHash: 64, 128 or 256.
+  uint32_t delta_block_size = 64;
+  // Memory of the shadow store, bytes, allocated at Start() and never
+  // grown. Copy modes keep 4128 bytes per page (32 MiB: about 8100
+  // pages, Remus kept 8192); kBlockHash keeps 8 bytes per block + 32
+  // (544 bytes at 64-byte blocks: 32 MiB covers about 61000 pages). A
+  // page that does not fit (evicted, least recently sent first within its
+  // set) is sent whole and re-enters the store.
+  size_t shadow_budget_bytes = size_t{32} << 20;
+  // COMPRESSED records around PAGE_DATA, PAGE_DELTA and DEVICE_STATE
+  // bodies when that makes them smaller. Epoch 0 is compressed too.
+  Compression compression = Compression::kZstd;
+  // zlib 1..9, zstd 1..19; 0: the codec's fast default (level 1).
+  int compression_level = 0;
+  // Speculative transfer, driven by Speculate() calls between epochs.
+  // Needs a Domain with PeekDirty and RearmDirty (else it stays off,
+  // logged). Default off: it needs a caller that ticks.
+  Speculation speculation = Speculation::kOff;
+  // Speculate() calls expected per epoch + 1 (the policy's T, >= 2).
+  uint32_t speculation_ticks = 10;
+  // Bound on (speculative + end-of-epoch pages) / pages written, over 16
+  // epochs (history, fill); 0: unbounded.
+  double speculation_budget = 1.2;
   // Session identifier for the stream header; 0 picks a random one.
   uint64_t session = 0;
   // Keep the stats of the newest N epochs (stats_history()).
@@ -86,6 +162,16 @@ class Checkpointer {
 
   // Runs one epoch as described above. Requires Start() to have succeeded.
   Status Checkpoint();
+
+  // One speculation tick, with the guest running, between Checkpoint()
+  // calls (call it speculation_ticks - 1 times per epoch, evenly spaced):
+  // peeks at the dirty log, and sends the pages the policy picks as
+  // SPEC_PAGE_DATA for the next epoch after re-arming their tracking. The
+  // next Checkpoint() names them (SPEC_APPLY) and sends only what changed
+  // since, as deltas against the speculative copies. A domain call failing
+  // here changes nothing and returns its error (the session goes on); a
+  // stream failure is sticky as for Checkpoint(). No-op when off.
+  Status Speculate();
 
   // Processes back-channel records that arrive within timeout_ms
   // (0: only those already there; <0: wait for at least one).

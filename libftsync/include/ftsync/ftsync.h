@@ -76,6 +76,9 @@ typedef struct ftsync_epoch_stats {
   uint64_t epoch, dirty_pages, unreadable_pages, bytes_staged, state_bytes, bytes_wire;
   uint64_t paused_us, harvest_us, copy_us, state_save_us, emit_us;
   int64_t ack_latency_us; /* -1 until ACKed */
+  /* Deltas and compression (see EpochStats in stats.h). */
+  uint64_t delta_pages, bytes_after_delta, bytes_after_compression, encode_us, compress_us;
+  uint64_t speculative_sends, speculative_pages, speculative_bytes;
 } ftsync_epoch_stats;
 
 typedef struct ftsync_checkpointer_stats {
@@ -88,6 +91,8 @@ typedef struct ftsync_receiver_stats {
   int has_complete_epoch;
   uint64_t last_complete_epoch, epochs_applied, pages_applied, bytes_received;
   uint64_t heartbeats_received, last_apply_us, discarded_epochs;
+  uint64_t delta_pages_applied; /* of pages_applied: PAGE_DELTA entries */
+  uint64_t speculative_pages_applied; /* of pages_applied: SPEC_APPLY entries */
 } ftsync_receiver_stats;
 
 /* ---- Primary -------------------------------------------------------------- */
@@ -97,13 +102,23 @@ typedef struct ftsync_checkpointer_options {
   uint64_t precopy_min_pages;  /* default 64 */
   uint32_t batch_pages;        /* default 1024 */
   uint64_t session;            /* 0: random */
+  /* Deltas and compression (CheckpointerOptions in checkpointer.h). The
+   * strings are read by create() only; NULL keeps the default. */
+  const char* delta;            /* "off", "blocks", "runs", "auto", "hash"; default "runs" */
+  uint32_t delta_block_size;    /* 64, 128 or 256; default 64 */
+  uint64_t shadow_budget_bytes; /* default 32 MiB */
+  const char* compression;      /* "none", "zlib", "zstd"; default "zstd" */
+  int compression_level;        /* 0: the codec's default */
+  const char* speculation;      /* "off", "eager", "history", "fill"; default "off" */
+  uint32_t speculation_ticks;   /* ftsync_checkpointer_speculate calls per epoch + 1; default 10 */
 } ftsync_checkpointer_options;
 
 typedef struct ftsync_checkpointer ftsync_checkpointer;
 
 void ftsync_checkpointer_options_init(ftsync_checkpointer_options* options);
 /* `ops`, `ctx` and the fds must stay valid until destroy; the fds are not
- * closed. `options` may be NULL for the defaults. */
+ * closed. `options` may be NULL for the defaults. FTSYNC_EINVAL for an
+ * unknown delta or compression name (other bad values fail start). */
 int ftsync_checkpointer_create(const ftsync_domain_ops* ops, void* ctx, int stream_fd,
                                int back_channel_fd, const ftsync_checkpointer_options* options,
                                ftsync_checkpointer** out);
@@ -112,6 +127,10 @@ int ftsync_checkpointer_add_device(ftsync_checkpointer* cp, const ftsync_device_
 int ftsync_checkpointer_start(ftsync_checkpointer* cp);       /* handshake + epoch 0 */
 int ftsync_checkpointer_checkpoint(ftsync_checkpointer* cp);  /* one epoch */
 int ftsync_checkpointer_poll(ftsync_checkpointer* cp, int timeout_ms); /* process ACKs */
+/* One speculation tick between epochs (Checkpointer::Speculate). The
+ * callback domain has no dirty-log peek or re-arm yet, so through this API
+ * it is accepted and does nothing. */
+int ftsync_checkpointer_speculate(ftsync_checkpointer* cp);
 int ftsync_checkpointer_wait_ack(ftsync_checkpointer* cp, uint64_t epoch);
 int ftsync_checkpointer_heartbeat(ftsync_checkpointer* cp);
 int ftsync_checkpointer_finish(ftsync_checkpointer* cp);      /* drain, END */

@@ -23,6 +23,20 @@ struct EpochStats {
   uint64_t emit_paused_us = 0;  // writing the epoch while paused (emit_while_paused only)
   uint64_t emit_us = 0;         // encoding + writing to the sink
   int64_t ack_latency_us = -1;  // emit finished .. ACK processed; -1 until ACKed
+  // Deltas and compression. Before any of them an epoch's page and state
+  // bodies are bytes_staged + state_bytes (+ 8 bytes per page of pfn).
+  // Epoch 0 counts its paused round only.
+  uint64_t delta_pages = 0;       // dirty frames sent as PAGE_DELTA entries
+  uint64_t bytes_after_delta = 0;  // PAGE_DATA, PAGE_DELTA and DEVICE_STATE bodies, uncompressed
+  uint64_t bytes_after_compression = 0;  // the same bodies as sent (COMPRESSED headers included)
+  uint64_t encode_us = 0;         // computing deltas (shadow store compare and update)
+  uint64_t compress_us = 0;       // compressing record bodies
+  // Speculative transfer: copies sent ahead for this epoch (a page sent
+  // twice counts twice), frames named by its SPEC_APPLY, and the bytes of
+  // its SPEC_PAGE_DATA records (not in bytes_wire).
+  uint64_t speculative_sends = 0;
+  uint64_t speculative_pages = 0;
+  uint64_t speculative_bytes = 0;
 };
 
 struct CheckpointerStats {
@@ -42,6 +56,8 @@ struct ReceiverStats {
   uint64_t last_complete_epoch = 0;
   uint64_t epochs_applied = 0;
   uint64_t pages_applied = 0;
+  uint64_t delta_pages_applied = 0;  // of pages_applied: PAGE_DELTA entries (base checked)
+  uint64_t speculative_pages_applied = 0;  // of pages_applied: SPEC_APPLY entries
   uint64_t bytes_received = 0;
   uint64_t heartbeats_received = 0;
   uint64_t last_apply_us = 0;   // EPOCH_COMMIT received .. replica updated

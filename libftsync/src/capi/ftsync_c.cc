@@ -134,6 +134,13 @@ void ftsync_checkpointer_options_init(ftsync_checkpointer_options* o) {
   o->precopy_min_pages = d.precopy_min_pages;
   o->batch_pages = d.batch_pages;
   o->session = d.session;
+  o->delta = NULL;
+  o->delta_block_size = d.delta_block_size;
+  o->shadow_budget_bytes = d.shadow_budget_bytes;
+  o->compression = NULL;
+  o->compression_level = d.compression_level;
+  o->speculation = NULL;
+  o->speculation_ticks = d.speculation_ticks;
 }
 
 int ftsync_checkpointer_create(const ftsync_domain_ops* ops, void* ctx, int stream_fd,
@@ -153,6 +160,25 @@ int ftsync_checkpointer_create(const ftsync_domain_ops* ops, void* ctx, int stre
   co.precopy_min_pages = o.precopy_min_pages;
   co.batch_pages = o.batch_pages;
   co.session = o.session;
+  co.delta_block_size = o.delta_block_size;
+  co.shadow_budget_bytes = o.shadow_budget_bytes;
+  co.compression_level = o.compression_level;
+  if (o.delta) {
+    Result<DeltaMode> m = ParseDeltaMode(o.delta);
+    if (!m.ok()) return FTSYNC_EINVAL;
+    co.delta = *m;
+  }
+  co.speculation_ticks = o.speculation_ticks;
+  if (o.speculation) {
+    Result<Speculation> sp = ParseSpeculation(o.speculation);
+    if (!sp.ok()) return FTSYNC_EINVAL;
+    co.speculation = *sp;
+  }
+  if (o.compression) {
+    Result<Compression> c = ParseCompression(o.compression);
+    if (!c.ok()) return FTSYNC_EINVAL;
+    co.compression = *c;
+  }
   auto* h = new ftsync_checkpointer;
   h->domain = std::make_unique<CallbackDomain>(*ops, ctx);
   h->sink = MakeFdSink(stream_fd);
@@ -175,6 +201,9 @@ int ftsync_checkpointer_checkpoint(ftsync_checkpointer* cp) {
 int ftsync_checkpointer_poll(ftsync_checkpointer* cp, int timeout_ms) {
   return cp ? cp->Ret(cp->cp->PollBackChannel(timeout_ms)) : FTSYNC_EINVAL;
 }
+int ftsync_checkpointer_speculate(ftsync_checkpointer* cp) {
+  return cp ? cp->Ret(cp->cp->Speculate()) : FTSYNC_EINVAL;
+}
 int ftsync_checkpointer_wait_ack(ftsync_checkpointer* cp, uint64_t epoch) {
   return cp ? cp->Ret(cp->cp->WaitForAck(epoch)) : FTSYNC_EINVAL;
 }
@@ -196,6 +225,14 @@ static void CopyEpochStats(const EpochStats& s, ftsync_epoch_stats* o) {
   o->state_save_us = s.state_save_us;
   o->emit_us = s.emit_us;
   o->ack_latency_us = s.ack_latency_us;
+  o->delta_pages = s.delta_pages;
+  o->bytes_after_delta = s.bytes_after_delta;
+  o->bytes_after_compression = s.bytes_after_compression;
+  o->encode_us = s.encode_us;
+  o->compress_us = s.compress_us;
+  o->speculative_sends = s.speculative_sends;
+  o->speculative_pages = s.speculative_pages;
+  o->speculative_bytes = s.speculative_bytes;
 }
 
 int ftsync_checkpointer_get_stats(const ftsync_checkpointer* cp, ftsync_checkpointer_stats* o) {
@@ -275,6 +312,8 @@ int ftsync_receiver_get_stats(const ftsync_receiver* r, ftsync_receiver_stats* o
   o->heartbeats_received = s.heartbeats_received;
   o->last_apply_us = s.last_apply_us;
   o->discarded_epochs = s.discarded_epochs;
+  o->delta_pages_applied = s.delta_pages_applied;
+  o->speculative_pages_applied = s.speculative_pages_applied;
   return FTSYNC_OK;
 }
 

@@ -136,14 +136,13 @@ EncodedDelta EncodePageDelta(const uint8_t* base, const uint8_t* cur, const Delt
   return WriteRuns(cur, runs, n, out.data());
 }
 
-Status ApplyPageDelta(std::span<const uint8_t> delta, std::span<uint8_t> page) {
-  if (page.size() != kDiffPageSize)
-    return Status(Errc::kInvalidArgument, "page delta: page of " + std::to_string(page.size()) +
-                                              " bytes, expected " + std::to_string(kDiffPageSize));
+namespace {
+
+// Checks `delta` whole, then, if `dst` is not null, applies it to dst.
+Status Decode(std::span<const uint8_t> delta, uint8_t* dst) {
   if (delta.empty()) return Status(Errc::kCorruption, "page delta: empty");
   const uint8_t* in = delta.data();
   const size_t size = delta.size();
-  uint8_t* dst = page.data();
 
   switch (static_cast<DeltaKind>(in[0])) {
     case DeltaKind::kSame:
@@ -151,7 +150,7 @@ Status ApplyPageDelta(std::span<const uint8_t> delta, std::span<uint8_t> page) {
 
     case DeltaKind::kWhole:
       FTSYNC_RETURN_IF_ERROR(CheckLength("WHOLE", size, kDeltaWholeSize));
-      std::memcpy(dst, in + 1, kDiffPageSize);
+      if (dst) std::memcpy(dst, in + 1, kDiffPageSize);
       return Status::OK();
 
     case DeltaKind::kBlocks: {
@@ -166,6 +165,7 @@ Status ApplyPageDelta(std::span<const uint8_t> delta, std::span<uint8_t> page) {
       uint64_t mask = 0;
       for (size_t i = 0; i < mask_bytes; ++i) mask |= uint64_t{in[2 + i]} << (8 * i);
       FTSYNC_RETURN_IF_ERROR(CheckLength("BLOCKS", size, 2 + mask_bytes + Popcount(mask) * bytes));
+      if (!dst) return Status::OK();
       const uint8_t* p = in + 2 + mask_bytes;
       for (uint64_t m = mask; m; m &= m - 1) {
         std::memcpy(dst + static_cast<size_t>(__builtin_ctzll(m)) * bytes, p, bytes);
@@ -208,6 +208,7 @@ Status ApplyPageDelta(std::span<const uint8_t> delta, std::span<uint8_t> page) {
       if (pos != size)
         return Status(Errc::kCorruption, "page delta: RUNS: overlong: " + std::to_string(size - pos) +
                                              " bytes after run " + std::to_string(count));
+      if (!dst) return Status::OK();
       // Apply pass.
       pos = kDeltaRunsHeader;
       for (size_t i = 0; i < count; ++i) {
@@ -223,5 +224,16 @@ Status ApplyPageDelta(std::span<const uint8_t> delta, std::span<uint8_t> page) {
   std::snprintf(kind, sizeof kind, "0x%02x", in[0]);
   return Status(Errc::kCorruption, std::string("page delta: unknown kind ") + kind);
 }
+
+}  // namespace
+
+Status ApplyPageDelta(std::span<const uint8_t> delta, std::span<uint8_t> page) {
+  if (page.size() != kDiffPageSize)
+    return Status(Errc::kInvalidArgument, "page delta: page of " + std::to_string(page.size()) +
+                                              " bytes, expected " + std::to_string(kDiffPageSize));
+  return Decode(delta, page.data());
+}
+
+Status CheckPageDelta(std::span<const uint8_t> delta) { return Decode(delta, nullptr); }
 
 }  // namespace ftsync::internal

@@ -121,6 +121,10 @@ EncodedDelta EncodeBlocksDelta(const uint8_t* cur, uint64_t mask, BlockSize bs,
 //                     end, runs out of order or overlapping
 Status ApplyPageDelta(std::span<const uint8_t> delta, std::span<uint8_t> page);
 
+// The checks of ApplyPageDelta without a page: OK iff ApplyPageDelta would
+// accept `delta` (the stream's structural check, rule D3).
+Status CheckPageDelta(std::span<const uint8_t> delta);
+
 }  // namespace ftsync::internal
 
 #endif  // FTSYNC_SRC_DIFF_PAGE_DELTA_H_

@@ -17,7 +17,7 @@ namespace ftsync::internal {
 namespace {
 
 constexpr uint64_t kEmpty = ~uint64_t{0};
-constexpr size_t kMetaBytes = 3 * sizeof(uint64_t);  // tag, stamp, version
+constexpr size_t kMetaBytes = 4 * sizeof(uint64_t);  // tag, stamp, version, content hash
 constexpr size_t kNotFound = ~size_t{0};
 constexpr size_t kHugePage = size_t{2} << 20;
 // Deltas up to this size (a few runs) are applied to the shadow copy instead
@@ -80,7 +80,7 @@ ShadowStore::ShadowStore(const ShadowOptions& options, size_t entry_bytes, size_
       sets_(sets),
       ways_(options.ways),
       tags_(sets * options.ways, kEmpty),
-      meta_(sets * options.ways, Meta{0, 0}),
+      meta_(sets * options.ways, Meta{0, 0, 0}),
       data_(data),
       data_bytes_(data_bytes) {
   seed_ = options.hash_seed;
@@ -145,12 +145,13 @@ ShadowEncoded ShadowStore::Encode(uint64_t pfn, const uint8_t* cur, uint64_t ver
   // pfn ~0 is our empty marker; no guest has that frame, but stay correct:
   // such a page is simply never stored.
   size_t slot = pfn == kEmpty ? kNotFound : Find(pfn);
-  ShadowEncoded r{DeltaKind::kWhole, 0, slot != kNotFound, 0};
+  ShadowEncoded r{DeltaKind::kWhole, 0, slot != kNotFound, 0, 0};
   uint64_t hashes[kMaskWords];
 
   if (r.hit) {
     ++stats_.hits;
     r.base_version = meta_[slot].version;
+    r.base_hash = meta_[slot].content_hash;
     uint8_t* entry = Entry(slot);
     EncodedDelta d;
     if (options_.mode == ShadowMode::kCopy) {
@@ -192,9 +193,28 @@ ShadowEncoded ShadowStore::Encode(uint64_t pfn, const uint8_t* cur, uint64_t ver
       }
     }
   }
-  if (slot != kNotFound) meta_[slot] = Meta{++clock_, version};
+  if (slot != kNotFound) meta_[slot] = Meta{++clock_, version, PageContentHash(cur)};
   stats_.bytes_out += r.size;
   return r;
 }
+
+void ShadowStore::Record(uint64_t pfn, const uint8_t* cur, uint64_t version) {
+  if (pfn == kEmpty) return;
+  size_t slot = Find(pfn);
+  if (slot == kNotFound) {
+    slot = Victim(pfn);
+    tags_[slot] = pfn;
+  }
+  if (options_.mode == ShadowMode::kCopy) {
+    std::memcpy(Entry(slot), cur, kDiffPageSize);
+  } else {
+    uint64_t hashes[kMaskWords];
+    HashBlocks(cur, hashes);
+    std::memcpy(Entry(slot), hashes, entry_bytes_);
+  }
+  meta_[slot] = Meta{++clock_, version, PageContentHash(cur)};
+}
+
+uint64_t PageContentHash(const uint8_t* page) { return XXH3_64bits_withSeed(page, kDiffPageSize, 0); }
 
 }  // namespace ftsync::internal

@@ -10,10 +10,15 @@
 // with 4 KiB pages nearly every lookup would miss the TLB (costly in a VM).
 //
 //   mode        per page kept                          finds changes by
-//   kCopy       4096 B + 24 B metadata                 comparing bytes (vector
+//   kCopy       4096 B + 32 B metadata                 comparing bytes (vector
 //                                                      kernels); BLOCKS or RUNS
-//   kBlockHash  8 B per block + 24 B: 536 B at 64-byte hashing the new page's
-//               blocks, 280 B at 128, 152 B at 256     blocks; BLOCKS only
+//   kBlockHash  8 B per block + 32 B: 544 B at 64-byte hashing the new page's
+//               blocks, 288 B at 128, 160 B at 256     blocks; BLOCKS only
+//
+// Both modes also keep the XXH3-64 (seed 0) of the whole page as sent
+// (PageContentHash): the `base` that the stream's PAGE_DELTA entries name
+// and the backup checks, so a hash-mode collision or any disagreement
+// between the store and the backup is caught by the backup, not applied.
 //
 // Hash mode trades memory for CPU and for certainty: two different blocks
 // with equal hashes (probability about 2^-64 per changed block; the seed is
@@ -45,7 +50,7 @@ const char* ShadowModeName(ShadowMode m);
 struct ShadowOptions {
   ShadowMode mode = ShadowMode::kCopy;
   // Upper bound on the bytes the store allocates (entries and their
-  // metadata). 32 MiB keeps 8144 pages in copy mode (Remus's cache size).
+  // metadata). 32 MiB keeps about 8100 pages in copy mode (Remus kept 8192).
   size_t memory_budget = size_t{32} << 20;
   // Associativity: 1..64. More ways, fewer conflict evictions, longer lookups.
   size_t ways = 8;
@@ -69,7 +74,11 @@ struct ShadowEncoded {
   size_t size;            // bytes written to `out`
   bool hit;               // the page was in the store (else kind is kWhole)
   uint64_t base_version;  // on a hit: the version tag the delta applies to
+  uint64_t base_hash;     // on a hit: PageContentHash of the version it applies to
 };
+
+// XXH3-64, seed 0, of a kDiffPageSize page: the base identity of PAGE_DELTA.
+uint64_t PageContentHash(const uint8_t* page);
 
 class ShadowStore {
  public:
@@ -89,6 +98,10 @@ class ShadowStore {
   ShadowEncoded Encode(uint64_t pfn, const uint8_t* cur, uint64_t version,
                        std::span<uint8_t, kMaxDeltaSize> out);
 
+  // Records `cur` as the version of `pfn` the backup holds (sent whole by
+  // other means), without encoding anything.
+  void Record(uint64_t pfn, const uint8_t* cur, uint64_t version);
+
   // Forgets one page (its next Encode sends it WHOLE).
   void Invalidate(uint64_t pfn);
   // Forgets every page.
@@ -107,6 +120,7 @@ class ShadowStore {
   struct Meta {
     uint64_t stamp;    // last use, for LRU
     uint64_t version;  // caller's version tag
+    uint64_t content_hash;  // PageContentHash of the version held
   };
 
   ShadowStore(const ShadowOptions& options, size_t entry_bytes, size_t sets, uint8_t* data,

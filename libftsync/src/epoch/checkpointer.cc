@@ -1,5 +1,6 @@
 #include "ftsync/checkpointer.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -7,6 +8,11 @@
 #include <mutex>
 #include <random>
 
+#include "diff/page_delta.h"
+#include "epoch/delta_emitter.h"
+#include "spec/speculation_policy.h"
+#include "diff/shadow_store.h"
+#include "stream/compression.h"
 #include "stream/record_reader.h"
 #include "stream/record_writer.h"
 #include "stream/records.h"
@@ -51,6 +57,58 @@ struct InFlight {
 
 }  // namespace
 
+const char* DeltaModeName(DeltaMode m) {
+  switch (m) {
+    case DeltaMode::kOff: return "off";
+    case DeltaMode::kBlocks: return "blocks";
+    case DeltaMode::kRuns: return "runs";
+    case DeltaMode::kAuto: return "auto";
+    case DeltaMode::kBlockHash: return "hash";
+  }
+  return "unknown";
+}
+
+const char* CompressionName(Compression c) {
+  switch (c) {
+    case Compression::kNone: return "none";
+    case Compression::kZlib: return "zlib";
+    case Compression::kZstd: return "zstd";
+  }
+  return "unknown";
+}
+
+const char* SpeculationName(Speculation s) {
+  switch (s) {
+    case Speculation::kOff: return "off";
+    case Speculation::kEager: return "eager";
+    case Speculation::kHistory: return "history";
+    case Speculation::kFill: return "fill";
+  }
+  return "unknown";
+}
+
+Result<Speculation> ParseSpeculation(std::string_view name) {
+  for (Speculation s : {Speculation::kOff, Speculation::kEager, Speculation::kHistory, Speculation::kFill})
+    if (name == SpeculationName(s)) return s;
+  return Status(Errc::kInvalidArgument,
+                "unknown speculation policy '" + std::string(name) + "' (off, eager, history, fill)");
+}
+
+Result<DeltaMode> ParseDeltaMode(std::string_view name) {
+  for (DeltaMode m : {DeltaMode::kOff, DeltaMode::kBlocks, DeltaMode::kRuns, DeltaMode::kAuto,
+                      DeltaMode::kBlockHash})
+    if (name == DeltaModeName(m)) return m;
+  return Status(Errc::kInvalidArgument,
+                "unknown delta mode '" + std::string(name) + "' (off, blocks, runs, auto, hash)");
+}
+
+Result<Compression> ParseCompression(std::string_view name) {
+  for (Compression c : {Compression::kNone, Compression::kZlib, Compression::kZstd})
+    if (name == CompressionName(c)) return c;
+  return Status(Errc::kInvalidArgument,
+                "unknown compression '" + std::string(name) + "' (none, zlib, zstd)");
+}
+
 struct Checkpointer::Impl {
   Domain* domain;
   ByteSink* out;
@@ -87,6 +145,24 @@ struct Checkpointer::Impl {
   DirtyBitmap bitmap;
   std::vector<uint8_t> state;
 
+  // Deltas: what the backup holds of recently sent pages (null: kOff), and
+  // the buffers of one epoch's encoding.
+  std::unique_ptr<ShadowStore> shadow;
+  std::unique_ptr<DeltaEmitter> emitter;
+
+  // Speculation: the policy (null: off), this epoch's ticks, and the frames
+  // sent ahead for the next epoch (their dirty bits were cleared by the
+  // re-arm: they are put back if the session fails before an ACK).
+  std::unique_ptr<SpeculationPolicy> policy;
+  uint32_t spec_tick = 0;
+  DirtyBitmap peek;
+  DirtyBitmap spec_bits;
+  std::vector<uint64_t> spec_pfns;
+  std::vector<uint64_t> spec_list;
+  std::vector<uint8_t> spec_buf;
+  uint64_t spec_sends = 0;
+  uint64_t spec_bytes = 0;
+
   mutable std::mutex stats_mu;
   CheckpointerStats stats;
   std::deque<EpochStats> history;
@@ -101,10 +177,15 @@ struct Checkpointer::Impl {
   Status Fail(Status s) {
     if (sticky.ok()) {
       sticky = s;
+      // The backup may hold none of what the store recorded since its last
+      // ACK: no delta may ever be computed against it again.
+      if (shadow) shadow->Clear();
       Log(LogLevel::kError, "checkpointer: session failed: " + s.ToString());
       // Nothing unacknowledged may be lost: the next session resends it.
       std::vector<uint64_t> all;
       for (const InFlight& f : in_flight) all.insert(all.end(), f.pfns.begin(), f.pfns.end());
+      all.insert(all.end(), spec_pfns.begin(), spec_pfns.end());
+      spec_pfns.clear();
       in_flight.clear();
       PutBack(all);
     }
@@ -153,6 +234,148 @@ struct Checkpointer::Impl {
           [&] { return writer.PageData(list.subspan(i, n), data + i * page_size, page_size); }));
     }
     return Status::OK();
+  }
+
+  // Creates the shadow store and sets the codec from the options.
+  Status SetUpEncoding() {
+    if (opts.delta != DeltaMode::kOff) {
+      if (page_size != kPageDeltaPageSize) {
+        Log(LogLevel::kWarning, "checkpointer: page size " + std::to_string(page_size) +
+                                    " is not 4096: sending whole pages (delta " +
+                                    DeltaModeName(opts.delta) + " needs 4 KiB pages)");
+      } else {
+        ShadowOptions so;
+        so.mode = opts.delta == DeltaMode::kBlockHash ? ShadowMode::kBlockHash : ShadowMode::kCopy;
+        so.memory_budget = opts.shadow_budget_bytes;
+        switch (opts.delta_block_size) {
+          case 64: so.delta.block_size = BlockSize::k64; break;
+          case 128: so.delta.block_size = BlockSize::k128; break;
+          case 256: so.delta.block_size = BlockSize::k256; break;
+          default:
+            return Status(Errc::kInvalidArgument, "delta block size " +
+                                                      std::to_string(opts.delta_block_size) +
+                                                      " is not 64, 128 or 256");
+        }
+        so.delta.format = opts.delta == DeltaMode::kRuns   ? DeltaFormat::kRuns
+                          : opts.delta == DeltaMode::kAuto ? DeltaFormat::kAuto
+                                                           : DeltaFormat::kBlocks;
+        Result<std::unique_ptr<ShadowStore>> st = ShadowStore::Create(so);
+        if (!st.ok()) return st.status().Annotate("shadow store");
+        shadow = std::move(st).value();
+      }
+    }
+    Codec codec = opts.compression == Compression::kZlib   ? Codec::kZlib
+                  : opts.compression == Compression::kZstd ? Codec::kZstd
+                                                           : Codec::kNone;
+    return writer.SetCompression(codec, opts.compression_level).Annotate("compression");
+  }
+
+  // Emits the staged frames of epoch `epoch` (> 0): as deltas where the
+  // shadow store holds the page's previous version, whole otherwise.
+  Status EmitDeltas(uint64_t epoch, EpochStats* es) {
+    if (!emitter) emitter = std::make_unique<DeltaEmitter>(opts.batch_pages);
+    DeltaEmitStats ds;
+    Status s = emitter->Emit(
+        shadow.get(), epoch, pfns, staging.data(),
+        [&](const std::function<Status(RecordWriter&)>& f) { return WriteLocked([&] { return f(writer); }); },
+        &ds);
+    es->delta_pages = ds.delta_pages;
+    es->encode_us = ds.encode_ns / 1000;
+    return s;
+  }
+
+  // Creates the speculation policy when asked for and possible.
+  Status SetUpSpeculation() {
+    if (opts.speculation == Speculation::kOff) return Status::OK();
+    if (!domain->SupportsPeekDirty() || !domain->SupportsRearmDirty()) {
+      Log(LogLevel::kWarning, "checkpointer: " + domain->Name() +
+                                  " cannot peek at and re-arm its dirty log: no speculation");
+      return Status::OK();
+    }
+    SpeculationOptions so = DefaultSpeculationOptions(
+        opts.speculation == Speculation::kEager     ? SpeculationPolicyKind::kEager
+        : opts.speculation == Speculation::kHistory ? SpeculationPolicyKind::kHistory
+                                                    : SpeculationPolicyKind::kFill);
+    so.ticks_per_epoch = opts.speculation_ticks;
+    if (opts.speculation != Speculation::kEager) so.budget_ratio = opts.speculation_budget;
+    so.page_size = page_size;
+    Result<std::unique_ptr<SpeculationPolicy>> p = SpeculationPolicy::Create(header.frame_count, so);
+    if (!p.ok()) return p.status().Annotate("speculation policy");
+    policy = std::move(p).value();
+    spec_bits.Resize(header.frame_count);
+    return policy->BeginEpoch();
+  }
+
+  Status SpeculateTick() {
+    FTSYNC_RETURN_IF_ERROR(domain->PeekDirty(&peek).Annotate("peek at the dirty log"));
+    Result<std::span<const uint64_t>> pick = policy->Tick(++spec_tick, peek);
+    if (!pick.ok()) return pick.status();
+    spec_list.assign(pick->begin(), pick->end());
+    if (spec_list.empty()) return Status::OK();
+    // Re-arm, then read (hypervisor.h): a write after the re-arm is seen.
+    Status s = domain->RearmDirty(spec_list);
+    if (!s.ok()) {
+      (void)policy->Unsent(spec_list);
+      return s.Annotate("re-arm speculative frames");
+    }
+    spec_buf.resize(spec_list.size() * page_size);
+    errors.assign(spec_list.size(), 0);
+    s = domain->ReadFrames(spec_list, spec_buf.data(), errors);
+    bool unreadable = false;
+    for (int e : errors) unreadable |= e != 0;
+    if (!s.ok() || unreadable) {
+      // Not sent after all: their bits were cleared by the re-arm.
+      PutBack(spec_list);
+      (void)policy->Unsent(spec_list);
+      return s.ok() ? Status::OK() : s.Annotate("read speculative frames");
+    }
+    for (uint64_t p : spec_list)
+      if (!spec_bits.Test(p)) {
+        spec_bits.Set(p);
+        spec_pfns.push_back(p);
+      }
+    uint64_t before = writer.bytes_written();
+    const size_t batch = std::max<size_t>(1, std::min<size_t>(opts.batch_pages, kPageDataMaxBytes / page_size));
+    std::span<const uint64_t> all(spec_list);
+    for (size_t i = 0; i < all.size(); i += batch) {
+      size_t n = std::min(batch, all.size() - i);
+      s = WriteLocked([&] {
+        return writer.SpecPageData(next_epoch, all.subspan(i, n), spec_buf.data() + i * page_size, page_size);
+      });
+      if (!s.ok()) return Fail(s.Annotate("sending speculative pages for epoch " + std::to_string(next_epoch)));
+    }
+    // The backup will hold these copies once the epoch names them.
+    if (shadow)
+      for (size_t i = 0; i < spec_list.size(); ++i)
+        shadow->Record(spec_list[i], spec_buf.data() + i * page_size, next_epoch);
+    spec_sends += spec_list.size();
+    spec_bytes += writer.bytes_written() - before;
+    return Status::OK();
+  }
+
+  // Names the frames sent ahead for `epoch` (inside it, first).
+  Status EmitSpecApply() {
+    std::sort(spec_pfns.begin(), spec_pfns.end());
+    std::span<const uint64_t> all(spec_pfns);
+    for (size_t i = 0; i < all.size(); i += kSpecApplyMaxCount) {
+      size_t n = std::min<size_t>(kSpecApplyMaxCount, all.size() - i);
+      FTSYNC_RETURN_IF_ERROR(WriteLocked([&] { return writer.SpecApply(all.subspan(i, n)); }));
+    }
+    return Status::OK();
+  }
+
+  // After epoch `es` went out: the policy learns, the next epoch begins.
+  void EndSpeculationEpoch(EpochStats* es) {
+    es->speculative_sends = spec_sends;
+    es->speculative_bytes = spec_bytes;
+    spec_sends = spec_bytes = 0;
+    for (uint64_t p : spec_pfns) spec_bits.Clear(p);
+    spec_pfns.clear();
+    spec_tick = 0;
+    if (!policy) return;
+    Status s = policy->EndEpoch(bitmap);
+    if (s.ok()) s = policy->BeginEpoch();
+    if (!s.ok()) Log(LogLevel::kWarning, "checkpointer: speculation policy: " + s.ToString());
   }
 
   // Records a sent epoch's stats, then, with the guest running, makes room
@@ -252,10 +475,15 @@ struct Checkpointer::Impl {
   // Writes the rest of epoch `epoch` (its staged frames, state, commit).
   Status EmitStaged(uint64_t epoch, uint64_t pages_before, EpochStats* es, uint64_t wire_before) {
     uint64_t t0 = MonotonicUs();
-    Status s = EmitPages(pfns, staging.data());
+    uint64_t cin = writer.compress_in_bytes(), cout = writer.compress_out_bytes();
+    uint64_t cns = writer.compress_ns();
+    Status s;
+    uint64_t named = epoch > 0 ? spec_pfns.size() : 0;
+    if (named) s = EmitSpecApply();
+    if (s.ok()) s = epoch > 0 && shadow ? EmitDeltas(epoch, es) : EmitPages(pfns, staging.data());
     if (s.ok()) s = WriteLocked([&] { return writer.DeviceState(state); });
     if (s.ok())
-      s = WriteLocked([&] { return writer.EpochCommit(epoch, pages_before + pfns.size()); });
+      s = WriteLocked([&] { return writer.EpochCommit(epoch, pages_before + named + pfns.size()); });
     if (!s.ok()) {
       PutBack(pfns);
       return Fail(s.Annotate("sending epoch " + std::to_string(epoch)));
@@ -263,7 +491,13 @@ struct Checkpointer::Impl {
     uint64_t now = MonotonicUs();
     es->emit_us = now - t0;
     es->bytes_wire = writer.bytes_written() - wire_before;
+    es->bytes_after_delta = writer.compress_in_bytes() - cin;
+    es->bytes_after_compression = writer.compress_out_bytes() - cout;
+    es->compress_us = (writer.compress_ns() - cns) / 1000;
     in_flight.push_back(InFlight{epoch, pfns, now});
+    if (named) in_flight.back().pfns.insert(in_flight.back().pfns.end(), spec_pfns.begin(), spec_pfns.end());
+    es->speculative_pages = named;
+    if (epoch > 0) EndSpeculationEpoch(es);
     next_epoch = epoch + 1;
     return Status::OK();
   }
@@ -377,6 +611,8 @@ Status Checkpointer::Start() {
   m.header.frame_count = m.domain->FrameCount();
   m.header.session = m.opts.session;
   while (m.header.session == 0) m.header.session = std::random_device{}() * 0x100000001ull ^ MonotonicNs();
+  Status enc = m.SetUpEncoding();
+  if (!enc.ok()) return m.Fail(enc);
 
   for (CheckpointDevice* dev : m.devices) {
     Status s = dev->Setup();
@@ -443,7 +679,19 @@ Status Checkpointer::Start() {
   es.unreadable_pages += unreadable;
   s = m.EmitStaged(0, pages_sent, &es, wire_before);
   if (s.ok()) m.Record(es);
+  if (s.ok()) {
+    s = m.SetUpSpeculation();
+    if (!s.ok()) return m.Fail(s);
+  }
   return s;
+}
+
+Status Checkpointer::Speculate() {
+  Impl& m = *impl_;
+  if (!m.sticky.ok()) return m.sticky;
+  if (!m.started || m.finished) return Status(Errc::kFailedPrecondition, "Speculate outside a session");
+  if (!m.policy) return Status::OK();
+  return m.SpeculateTick();
 }
 
 Status Checkpointer::Checkpoint() {

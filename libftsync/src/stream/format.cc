@@ -14,6 +14,10 @@ std::string RecordTypeName(uint32_t type) {
     case kEpochCommit: return "EPOCH_COMMIT";
     case kHeartbeat: return "HEARTBEAT";
     case kEnd: return "END";
+    case kPageDelta: return "PAGE_DELTA";
+    case kCompressed: return "COMPRESSED";
+    case kSpecPageData: return "SPEC_PAGE_DATA";
+    case kSpecApply: return "SPEC_APPLY";
     case kAck: return "ACK";
     case kNack: return "NACK";
     default: break;
@@ -26,7 +30,8 @@ std::string RecordTypeName(uint32_t type) {
 bool IsKnownType(uint32_t type) {
   switch (type) {
     case kEpochBegin: case kPageData: case kDeviceState: case kEpochCommit:
-    case kHeartbeat: case kEnd: case kAck: case kNack:
+    case kHeartbeat: case kEnd: case kAck: case kNack: case kPageDelta: case kCompressed:
+    case kSpecPageData: case kSpecApply:
       return true;
     default:
       return false;
@@ -41,6 +46,10 @@ bool TypeAllowedOn(uint32_t type, bool back_channel) {
   }
 }
 
+bool IsCompressibleType(uint32_t type) {
+  return type == kPageData || type == kPageDelta || type == kSpecPageData || type == kDeviceState;
+}
+
 size_t MaxBodyLength(uint32_t type, uint32_t page_size) {
   switch (type) {
     case kEpochBegin: return 16;
@@ -49,6 +58,13 @@ size_t MaxBodyLength(uint32_t type, uint32_t page_size) {
       return 8 + count * (8 + size_t{page_size});
     }
     case kDeviceState: return kDeviceStateMax;
+    case kPageDelta: return 8 + kPageDeltaMaxCount * (kPageDeltaEntryHeader + kPageDeltaMaxEncoding);
+    case kCompressed: return kCompressedHeader + kDeviceStateMax;
+    case kSpecPageData: {
+      size_t count = kPageDataMaxBytes / page_size;
+      return 16 + count * (8 + size_t{page_size});
+    }
+    case kSpecApply: return 8 + 8 * size_t{kSpecApplyMaxCount};
     case kEpochCommit: return 16;
     case kHeartbeat: return 16;
     case kEnd: return 0;

@@ -32,16 +32,27 @@ enum RecordType : uint32_t {
   kEpochCommit = 0x4,
   kHeartbeat = 0x5,
   kEnd = 0x6,
-  kPageDelta = 0x10,      // reserved
-  kSpecPageData = 0x11,   // reserved
+  kPageDelta = 0x10,
+  kSpecPageData = 0x11,
   kHashList = 0x12,       // reserved
   kZeroPages = 0x13,      // reserved
+  kCompressed = 0x14,
+  kSpecApply = 0x15,
   kAck = 0x101,
   kNack = 0x102,
 };
 
 inline constexpr size_t kPageDataMaxBytes = 4u << 20;  // count * page_size
 inline constexpr size_t kDeviceStateMax = 64u << 20;
+// "PAGE_DELTA"
+inline constexpr uint32_t kPageDeltaPageSize = 4096;
+inline constexpr uint32_t kPageDeltaMaxCount = 1024;
+inline constexpr size_t kPageDeltaEntryHeader = 18;  // pfn, base, length
+inline constexpr size_t kPageDeltaMaxEncoding = 1 + kPageDeltaPageSize;  // WHOLE
+// "SPEC_APPLY"
+inline constexpr uint32_t kSpecApplyMaxCount = 65536;
+// "COMPRESSED"
+inline constexpr size_t kCompressedHeader = 24;
 inline constexpr size_t kNackMessageMax = 1024;
 inline constexpr uint64_t kNoEpoch = ~uint64_t{0};
 
@@ -61,6 +72,8 @@ std::string RecordTypeName(uint32_t type);
 bool IsKnownType(uint32_t type);
 // True if a known type may appear on the given direction.
 bool TypeAllowedOn(uint32_t type, bool back_channel);
+// True for the types a COMPRESSED record may wrap.
+bool IsCompressibleType(uint32_t type);
 // Maximum body length of a known type, for the given page size.
 size_t MaxBodyLength(uint32_t type, uint32_t page_size);
 

@@ -1,5 +1,7 @@
 #include "stream/forward_validator.h"
 
+#include "diff/page_delta.h"
+
 namespace ftsync::internal {
 
 ForwardValidator::ForwardValidator(const StreamHeader& header) : header_(header) {}
@@ -50,6 +52,26 @@ Result<ForwardEvent> ForwardValidator::Feed(const RecordView& r) {
       ev.epoch = epoch_;
       return ev;
     }
+    case kSpecPageData: {
+      auto sp = ParseSpecPageData(r.body, header_.page_size);
+      if (!sp.ok()) return sp.status();
+      if (in_epoch_)
+        return Fail(Errc::kProtocol, "S1", "inside open epoch " + std::to_string(epoch_), r);
+      if (sp->epoch == 0 || sp->epoch != next_epoch_)
+        return Fail(Errc::kProtocol, "S1",
+                    "for epoch " + std::to_string(sp->epoch) + ", the next epoch is " +
+                        std::to_string(next_epoch_) + (next_epoch_ == 0 ? " (epoch 0 takes none)" : ""),
+                    r);
+      for (uint32_t i = 0; i < sp->count; ++i)
+        if (sp->pfn(i) >= header_.frame_count)
+          return Fail(Errc::kCorruption, "O8",
+                      "pfn " + std::to_string(sp->pfn(i)) + " >= frame_count " +
+                          std::to_string(header_.frame_count), r);
+      ev.kind = ForwardEvent::kSpec;
+      ev.epoch = sp->epoch;
+      ev.spec = *sp;
+      return ev;
+    }
     default:
       break;
   }
@@ -71,6 +93,45 @@ Result<ForwardEvent> ForwardValidator::Feed(const RecordView& r) {
       pages_ += p->count;
       ev.kind = ForwardEvent::kPages;
       ev.pages = *p;
+      return ev;
+    }
+    case kPageDelta: {
+      if (epoch_ == 0)
+        return Fail(Errc::kProtocol, "D1", "in epoch 0 (the full synchronisation has no base)", r);
+      if (header_.page_size != kPageDeltaPageSize)
+        return Fail(Errc::kProtocol, "D2", "in a stream of page_size " +
+                                               std::to_string(header_.page_size) + ", not 4096", r);
+      auto d = ParsePageDelta(r.body);
+      if (!d.ok()) return d.status();
+      PageDeltaEntry e;
+      size_t pos = 8;
+      for (uint32_t i = 0; i < d->count; ++i) {
+        pos = d->Entry(pos, &e);
+        if (e.pfn >= header_.frame_count)
+          return Fail(Errc::kCorruption, "O8",
+                      "pfn " + std::to_string(e.pfn) + " >= frame_count " +
+                          std::to_string(header_.frame_count), r);
+        Status s = CheckPageDelta(e.encoding);
+        if (!s.ok())
+          return Fail(Errc::kCorruption, "D3", "entry " + std::to_string(i) + " (pfn " +
+                                                   std::to_string(e.pfn) + "): " + s.context(), r);
+      }
+      pages_ += d->count;
+      ev.kind = ForwardEvent::kDelta;
+      ev.delta = *d;
+      return ev;
+    }
+    case kSpecApply: {
+      auto a = ParseSpecApply(r.body);
+      if (!a.ok()) return a.status();
+      for (uint32_t i = 0; i < a->count; ++i)
+        if (a->pfn(i) >= header_.frame_count)
+          return Fail(Errc::kCorruption, "O8",
+                      "pfn " + std::to_string(a->pfn(i)) + " >= frame_count " +
+                          std::to_string(header_.frame_count), r);
+      pages_ += a->count;
+      ev.kind = ForwardEvent::kSpecApply;
+      ev.spec_apply = *a;
       return ev;
     }
     case kDeviceState:

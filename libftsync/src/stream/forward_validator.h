@@ -1,5 +1,6 @@
 // The ordering rules of the forward stream (stream-format.md, "Ordering
-// rules (forward stream)", O1-O9). Stateless about storage: it tells the
+// rules (forward stream)", O1-O9) and the PAGE_DELTA rules D1-D3 (D4, the
+// base check, needs the pages: the Receiver's). Stateless about storage: it tells the
 // caller what each record means and refuses the ones the spec forbids; the
 // Receiver decides where the bytes go.
 #ifndef FTSYNC_SRC_STREAM_FORWARD_VALIDATOR_H_
@@ -17,9 +18,12 @@
 namespace ftsync::internal {
 
 struct ForwardEvent {
-  enum Kind { kBegin, kPages, kState, kCommit, kHeartbeat, kEnd } kind;
+  enum Kind { kBegin, kPages, kDelta, kSpec, kSpecApply, kState, kCommit, kHeartbeat, kEnd } kind;
   uint64_t epoch = 0;
   PageDataView pages{};                 // kPages
+  PageDeltaView delta{};                // kDelta: layout, pfns and encodings checked
+  SpecPageDataView spec{};              // kSpec: for epoch expected_epoch()
+  SpecApplyView spec_apply{};           // kSpecApply
   std::span<const uint8_t> state;       // kState
   HeartbeatBody heartbeat{};            // kHeartbeat
 };

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "stream/compression.h"
+
 namespace ftsync::internal {
 namespace {
 
@@ -86,8 +88,50 @@ Result<RecordView> RecordReader::Next() {
         return Status(Errc::kCorruption, "[R3] " + name + ": non-zero padding" + At(start));
     if (!known) continue;  // optional and unknown: skipped
     body_length_ = length;
+    if (number == kCompressed) {
+      Result<uint32_t> inner = Unwrap(length, start);
+      if (!inner.ok()) return inner.status();
+      return RecordView{*inner, std::span<const uint8_t>(body_.data(), body_length_), start, true};
+    }
     return RecordView{number, std::span<const uint8_t>(body_.data(), length), start};
   }
+}
+
+Result<uint32_t> RecordReader::Unwrap(uint32_t length, uint64_t start) {
+  const uint8_t* b = body_.data();
+  if (length <= kCompressedHeader)
+    return Status(Errc::kCorruption, "[R7] COMPRESSED: body length " + std::to_string(length) +
+                                         ", at least " + std::to_string(kCompressedHeader + 1) +
+                                         " needed" + At(start));
+  for (size_t i = 17; i < kCompressedHeader; ++i)
+    if (b[i] != 0)
+      return Status(Errc::kCorruption, "[R7] COMPRESSED: reserved field is non-zero" + At(start));
+  uint32_t inner = GetLE32(b);
+  uint32_t inner_length = GetLE32(b + 4);
+  uint64_t inner_checksum = GetLE64(b + 8);
+  uint8_t codec = b[16];
+  if (!IsWireCodec(codec))
+    return Status(Errc::kCorruption, "[C1] COMPRESSED: unknown codec " + std::to_string(codec) + At(start));
+  if (!IsCompressibleType(inner))
+    return Status(Errc::kCorruption, "[C2] COMPRESSED: wraps " + RecordTypeName(inner) +
+                                         ", only PAGE_DATA, PAGE_DELTA, SPEC_PAGE_DATA or DEVICE_STATE may be" +
+                                         At(start));
+  std::string name = RecordTypeName(inner);
+  size_t max = MaxBodyLength(inner, header_.page_size);
+  if (inner_length == 0 || inner_length > max)
+    return Status(Errc::kCorruption, "[C3] COMPRESSED " + name + ": inner length " +
+                                         std::to_string(inner_length) + " not in 1.." +
+                                         std::to_string(max) + At(start));
+  inflated_.resize(inner_length);
+  Status s = Decompress(codec, std::span<const uint8_t>(b + kCompressedHeader, length - kCompressedHeader),
+                        inflated_);
+  if (!s.ok()) return Status(s.code(), s.context() + " (COMPRESSED " + name + At(start) + ")");
+  if (RecordChecksum(inner, inflated_.data(), inner_length) != inner_checksum)
+    return Status(Errc::kCorruption, "[C5] COMPRESSED " + name +
+                                         ": checksum mismatch after decompression" + At(start));
+  body_.swap(inflated_);
+  body_length_ = inner_length;
+  return inner;
 }
 
 std::vector<uint8_t> RecordReader::TakeBody(std::vector<uint8_t> spare) {

@@ -18,6 +18,7 @@ struct RecordView {
   uint32_t type;
   std::span<const uint8_t> body;  // valid until the next Next()
   uint64_t offset;                // stream offset of the record header
+  bool compressed = false;        // arrived inside a COMPRESSED record
 };
 
 class RecordReader {
@@ -29,7 +30,8 @@ class RecordReader {
   Result<StreamHeader> ReadHeader();
 
   // Returns the next mandatory or known record. Unknown optional records are
-  // checked and skipped. End of stream exactly at a record boundary is
+  // checked and skipped. A COMPRESSED record is checked (C1-C5) and
+  // returned as the record it wraps, decompressed. End of stream exactly at a record boundary is
   // kPeerGone ("end of stream"); inside a record it is kCorruption [R6].
   Result<RecordView> Next();
 
@@ -43,6 +45,8 @@ class RecordReader {
 
  private:
   Status Read(std::span<uint8_t> buf, const char* what);
+  // Replaces the COMPRESSED body in body_ by the record it wraps.
+  Result<uint32_t> Unwrap(uint32_t length, uint64_t start);
 
   ByteSource* source_;
   bool back_channel_;
@@ -50,6 +54,7 @@ class RecordReader {
   uint64_t offset_ = 0;
   std::vector<uint8_t> body_;
   size_t body_length_ = 0;
+  std::vector<uint8_t> inflated_;
 };
 
 }  // namespace ftsync::internal

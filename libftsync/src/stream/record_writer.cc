@@ -5,6 +5,9 @@
 #include <cstring>
 #include <vector>
 
+#include "stream/records.h"
+#include "util/clock.h"
+
 namespace ftsync::internal {
 
 void RecordWriter::HashStateDeleter::operator()(XXH3_state_s* s) const { XXH3_freeState(s); }
@@ -75,7 +78,7 @@ Status RecordWriter::PageData(std::span<const uint64_t> pfns, const uint8_t* dat
   PutLE32(scratch_.data() + 4, 0);
   for (size_t i = 0; i < count; ++i) PutLE64(scratch_.data() + 8 + 8 * i, pfns[i]);
   ConstBuffer parts[2] = {ConstBuffer(scratch_), ConstBuffer(data, count * page_size)};
-  return WriteRecord(kPageData, parts);
+  return WriteBody(kPageData, parts);
 }
 
 Status RecordWriter::DeviceState(std::span<const uint8_t> blob) {
@@ -83,7 +86,90 @@ Status RecordWriter::DeviceState(std::span<const uint8_t> blob) {
     return Status(Errc::kInvalidArgument,
                   "DEVICE_STATE: blob of " + std::to_string(blob.size()) + " bytes exceeds 64 MiB");
   ConstBuffer part(blob);
-  return WriteRecord(kDeviceState, std::span(&part, 1));
+  return WriteBody(kDeviceState, std::span(&part, 1));
+}
+
+Status RecordWriter::SpecPageData(uint64_t epoch, std::span<const uint64_t> pfns, const uint8_t* data,
+                                  uint32_t page_size) {
+  size_t count = pfns.size();
+  if (count == 0 || count > kPageDataMaxBytes / page_size)
+    return Status(Errc::kInvalidArgument, "SPEC_PAGE_DATA: bad page count " + std::to_string(count));
+  scratch_.resize(16 + 8 * count);
+  PutLE64(scratch_.data(), epoch);
+  PutLE32(scratch_.data() + 8, static_cast<uint32_t>(count));
+  PutLE32(scratch_.data() + 12, 0);
+  for (size_t i = 0; i < count; ++i) PutLE64(scratch_.data() + 16 + 8 * i, pfns[i]);
+  ConstBuffer parts[2] = {ConstBuffer(scratch_), ConstBuffer(data, count * page_size)};
+  return WriteBody(kSpecPageData, parts);
+}
+
+Status RecordWriter::SpecApply(std::span<const uint64_t> pfns) {
+  size_t count = pfns.size();
+  if (count == 0 || count > kSpecApplyMaxCount)
+    return Status(Errc::kInvalidArgument, "SPEC_APPLY: bad count " + std::to_string(count));
+  scratch_.resize(8 + 8 * count);
+  PutLE32(scratch_.data(), static_cast<uint32_t>(count));
+  PutLE32(scratch_.data() + 4, 0);
+  for (size_t i = 0; i < count; ++i) PutLE64(scratch_.data() + 8 + 8 * i, pfns[i]);
+  ConstBuffer part(scratch_);
+  return WriteRecord(kSpecApply, std::span(&part, 1));
+}
+
+Status RecordWriter::PageDelta(std::span<const uint8_t> body) {
+  if (body.size() < 8 + kPageDeltaEntryHeader + 1 ||
+      body.size() > MaxBodyLength(kPageDelta, kPageDeltaPageSize))
+    return Status(Errc::kInvalidArgument, "PAGE_DELTA: bad body length " + std::to_string(body.size()));
+  ConstBuffer part(body);
+  return WriteBody(kPageDelta, std::span(&part, 1));
+}
+
+Status RecordWriter::SetCompression(Codec codec, int level) {
+  if (codec == Codec::kNone) {
+    compressor_.reset();
+    return Status::OK();
+  }
+  Result<std::unique_ptr<Compressor>> c = Compressor::Create(codec, level);
+  if (!c.ok()) return c.status();
+  compressor_ = std::move(c).value();
+  return Status::OK();
+}
+
+Status RecordWriter::WriteBody(uint32_t type, std::span<const ConstBuffer> parts) {
+  size_t length = 0;
+  for (ConstBuffer p : parts) length += p.size();
+  compress_in_ += length;
+  if (!compressor_ || length <= kCompressedHeader + 1) {
+    compress_out_ += length;
+    return WriteRecord(type, parts);
+  }
+  uint64_t t0 = MonotonicNs();
+  std::span<const uint8_t> plain;
+  if (parts.size() == 1) {
+    plain = std::span<const uint8_t>(parts[0].data(), parts[0].size());
+  } else {
+    plain_.resize(length);
+    size_t at = 0;
+    for (ConstBuffer p : parts) {
+      std::memcpy(plain_.data() + at, p.data(), p.size());
+      at += p.size();
+    }
+    plain = plain_;
+  }
+  // Worth it only if the COMPRESSED body (header + data) is shorter.
+  Result<bool> smaller = compressor_->Compress(plain, length - kCompressedHeader, &compressed_);
+  compress_ns_ += MonotonicNs() - t0;
+  if (!smaller.ok()) return smaller.status();
+  if (!*smaller) {
+    compress_out_ += length;
+    return WriteRecord(type, parts);
+  }
+  uint8_t header[kCompressedHeader];
+  PutCompressedHeader(header, CompressedHeader{type, static_cast<uint32_t>(length),
+                                               RecordChecksum(type, plain.data(), length),
+                                               static_cast<uint8_t>(compressor_->codec())});
+  ConstBuffer out[2] = {ConstBuffer(header, sizeof header), ConstBuffer(compressed_)};
+  compress_out_ += kCompressedHeader + compressed_.size();
+  return WriteRecord(kCompressed, out);
 }
 
 Status RecordWriter::EpochCommit(uint64_t epoch, uint64_t pages) {

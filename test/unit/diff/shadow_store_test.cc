@@ -109,7 +109,7 @@ TEST_CASE("shadow store: a backup fed by its encodings equals the primary", "[di
         o.ways = 4;
         o.hash_seed = 12345;
         // Room for about 40 of the 128 pages.
-        size_t per_page = mode == ShadowMode::kCopy ? kDiffPageSize + 24 : BlocksPerPage(bs) * 8 + 24;
+        size_t per_page = mode == ShadowMode::kCopy ? kDiffPageSize + 32 : BlocksPerPage(bs) * 8 + 32;
         o.memory_budget = 40 * per_page + 17;
         RunModel(o, 128, 40);
       }
@@ -126,7 +126,7 @@ TEST_CASE("shadow store: memory stays within the budget", "[diff]") {
         o.memory_budget = budget;
         o.ways = ways;
         INFO(ShadowModeName(mode) << " budget " << budget << " ways " << ways);
-        size_t per_page = mode == ShadowMode::kCopy ? 4120 : 536;
+        size_t per_page = mode == ShadowMode::kCopy ? 4128 : 544;
         if (budget < ways * per_page) {
           CHECK(ShadowStore::Create(o).status().code() == Errc::kInvalidArgument);
           continue;
@@ -146,8 +146,8 @@ TEST_CASE("shadow store: memory stays within the budget", "[diff]") {
     }
   }
   ShadowOptions o;
-  CHECK(o.memory_budget / 4120 / 8 * 8 == 8144);
-  CHECK(Make(o)->capacity() == 8144);
+  CHECK(o.memory_budget / 4128 / 8 * 8 == 8128);
+  CHECK(Make(o)->capacity() == 8128);
 }
 
 TEST_CASE("shadow store: Create rejects bad options", "[diff]") {
@@ -157,14 +157,14 @@ TEST_CASE("shadow store: Create rejects bad options", "[diff]") {
   o.ways = 65;
   CHECK(ShadowStore::Create(o).status().code() == Errc::kInvalidArgument);
   o.ways = 8;
-  o.memory_budget = 8 * 4120 - 1;
+  o.memory_budget = 8 * 4128 - 1;
   CHECK(ShadowStore::Create(o).status().code() == Errc::kInvalidArgument);
-  o.memory_budget = 8 * 4120;
+  o.memory_budget = 8 * 4128;
   CHECK(ShadowStore::Create(o).ok());
-  o.mode = ShadowMode::kBlockHash;  // 8 * 512 bytes of hashes: one page, plus 8 * 24
-  o.memory_budget = 4096 + 8 * 24 - 1;
+  o.mode = ShadowMode::kBlockHash;  // 8 * 512 bytes of hashes: one page, plus 8 * 32
+  o.memory_budget = 4096 + 8 * 32 - 1;
   CHECK(ShadowStore::Create(o).status().code() == Errc::kInvalidArgument);
-  o.memory_budget = 4096 + 8 * 24;
+  o.memory_budget = 4096 + 8 * 32;
   CHECK(ShadowStore::Create(o).ok());
 }
 
@@ -174,7 +174,7 @@ TEST_CASE("shadow store: least recently used page of a set is evicted", "[diff]"
     o.mode = mode;
     o.ways = 4;
     // One set of 4 (hash mode: the entries' page, not two sets' worth).
-    o.memory_budget = mode == ShadowMode::kCopy ? 4 * 4120 : 4096 + 4 * 24;
+    o.memory_budget = mode == ShadowMode::kCopy ? 4 * 4128 : 4096 + 4 * 32;
     auto store = Make(o);
     REQUIRE(store->capacity() == 4);
     std::array<uint8_t, kMaxDeltaSize> out;

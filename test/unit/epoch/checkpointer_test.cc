@@ -2,6 +2,9 @@
 // rules (dirty bits put back, sticky stream failures), pre-copy, stats.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -269,7 +272,10 @@ TEST_CASE("checkpointer: epoch 0 pre-copies while the guest runs and stays exact
 TEST_CASE("checkpointer: per-epoch stats add up", "[epoch]") {
   Harness h(256);
   h.StartReceiver();
-  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source());
+  CheckpointerOptions wholepages;
+  wholepages.delta = DeltaMode::kOff;
+  wholepages.compression = Compression::kNone;
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), wholepages);
   REQUIRE(cp.Start().ok());
   for (uint64_t p = 0; p < 40; ++p) h.dom.Fill(p * 3, 5);
   REQUIRE(cp.Checkpoint().ok());
@@ -295,6 +301,227 @@ TEST_CASE("checkpointer: per-epoch stats add up", "[epoch]") {
   CHECK(r.epochs_applied == 2);
   CHECK(r.pages_applied == 40);
   CHECK(r.bytes_received == s.total_bytes_wire + 48 + 16);  // + header + END
+  CHECK(e.delta_pages == 0);
+  CHECK(e.bytes_after_delta == e.bytes_after_compression);
+  CHECK(e.bytes_after_delta == 8 + 40 * (8 + 4096) + e.state_bytes);
+}
+
+// ---- deltas and compression ----
+
+struct EncodingCase {
+  DeltaMode delta;
+  uint32_t block;
+  Compression codec;
+};
+
+std::vector<EncodingCase> AllEncodings() {
+  std::vector<EncodingCase> v;
+  for (Compression c : {Compression::kNone, Compression::kZlib, Compression::kZstd}) {
+    v.push_back({DeltaMode::kOff, 64, c});
+    v.push_back({DeltaMode::kRuns, 64, c});
+    v.push_back({DeltaMode::kAuto, 128, c});
+    for (uint32_t b : {64u, 128u, 256u}) {
+      v.push_back({DeltaMode::kBlocks, b, c});
+      v.push_back({DeltaMode::kBlockHash, b, c});
+    }
+  }
+  return v;
+}
+
+TEST_CASE("checkpointer: every delta mode and codec replicates exactly and sends less", "[epoch]") {
+  for (const EncodingCase& ec : AllEncodings()) {
+    Harness h(128);
+    h.StartReceiver();
+    CheckpointerOptions o;
+    o.delta = ec.delta;
+    o.delta_block_size = ec.block;
+    o.compression = ec.codec;
+    o.compression_level = ec.codec == Compression::kZlib ? 6 : 0;
+    Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+    REQUIRE(cp.AddDevice(&h.snap).ok());
+    for (uint64_t p = 0; p < 40; ++p) h.dom.Fill(p * 3, static_cast<uint8_t>(p));  // compressible
+    REQUIRE(cp.Start().ok());
+    // Epoch 1 sends 40 pages whole (they enter the store); epochs 2 and 3
+    // change a few bytes of each.
+    for (uint64_t e = 1; e <= 3; ++e) {
+      for (uint64_t p = 0; p < 40; ++p) {
+        uint8_t b[3] = {static_cast<uint8_t>(e), static_cast<uint8_t>(p), 0x5a};
+        REQUIRE(h.dom.Write(p * 3, (e * 97 + p * 13) % 4093, b).ok());
+      }
+      REQUIRE(cp.Checkpoint().ok());
+    }
+    REQUIRE(cp.Finish().ok());
+    h.Join();
+    INFO(DeltaModeName(ec.delta) << "/" << ec.block << "/" << CompressionName(ec.codec) << ": "
+                                 << h.rx_status.ToString());
+    REQUIRE(h.rx_status.ok());
+    std::string why;
+    CHECK(h.ReplicaEquals(3, &why));
+    INFO(why);
+    auto hist = cp.stats_history();
+    REQUIRE(hist.size() == 4);
+    const EpochStats& e3 = hist[3];
+    CHECK(e3.dirty_pages == 40);
+    if (ec.delta == DeltaMode::kOff) {
+      CHECK(e3.delta_pages == 0);
+      CHECK(e3.bytes_after_delta > 40 * 4096);
+    } else {
+      CHECK(hist[1].delta_pages == 0);  // first sent after epoch 0: whole
+      CHECK(e3.delta_pages == 40);
+      CHECK(e3.bytes_after_delta < 40 * (ec.block + 60) + e3.state_bytes + 64);
+    }
+    if (ec.codec == Compression::kNone)
+      CHECK(e3.bytes_after_compression == e3.bytes_after_delta);
+    else if (ec.delta == DeltaMode::kOff)
+      CHECK(e3.bytes_after_compression < e3.bytes_after_delta / 2);
+    CHECK(e3.bytes_wire < e3.bytes_after_compression + 16 * 20);
+    CHECK(h.rx->stats().delta_pages_applied == (ec.delta == DeltaMode::kOff ? 0 : 80));
+  }
+}
+
+TEST_CASE("checkpointer: a delta against a base the backup does not hold is refused", "[epoch]") {
+  // The backup's copy of frame 5 is damaged behind the engines' backs after
+  // epoch 1; the primary's next delta for it names the version it sent.
+  Harness h(32);
+  h.StartReceiver();
+  CheckpointerOptions o;
+  o.max_in_flight = 1;
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+  REQUIRE(cp.AddDevice(&h.snap).ok());
+  REQUIRE(cp.Start().ok());
+  uint8_t b[2] = {1, 2};
+  REQUIRE(h.dom.Write(5, 100, b).ok());
+  REQUIRE(cp.Checkpoint().ok());  // frame 5 whole: enters the shadow store
+  REQUIRE(cp.WaitForAck(1).ok());
+  {
+    int fd = ::open(h.replica->memory_path().c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    uint8_t junk = 0xee;
+    REQUIRE(::pwrite(fd, &junk, 1, 5 * 4096 + 7) == 1);
+    ::close(fd);
+  }
+  b[0] = 9;
+  REQUIRE(h.dom.Write(5, 100, b).ok());
+  REQUIRE(h.dom.Write(6, 0, b).ok());
+  Status s = cp.Checkpoint();
+  if (s.ok()) s = cp.WaitForAck(2);
+  INFO(s.ToString());
+  CHECK(s.code() == Errc::kPeerRejected);
+  CHECK(s.context().find("[D4]") != std::string::npos);
+  h.Join();
+  CHECK(h.rx_status.IsCorruption());
+  CHECK(h.rx_status.context().find("[D4]") != std::string::npos);
+  CHECK(h.rx->last_complete_epoch() == std::optional<uint64_t>(1));
+  // Nothing is lost: frames 5 and 6 wait in the dirty log for a new session.
+  CHECK(h.dom.pending_dirty().Test(5));
+  CHECK(h.dom.pending_dirty().Test(6));
+}
+
+TEST_CASE("checkpointer: speculative pages go ahead; the epoch sends only what changed since", "[epoch]") {
+  for (Speculation sp : {Speculation::kEager, Speculation::kHistory, Speculation::kFill}) {
+    Harness h(64);
+    h.StartReceiver();
+    CheckpointerOptions o;
+    o.speculation = sp;
+    o.speculation_ticks = 4;
+    Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+    REQUIRE(cp.AddDevice(&h.snap).ok());
+    REQUIRE(cp.Start().ok());
+    uint8_t b[4] = {1, 2, 3, 4};
+    for (uint64_t e = 1; e <= 4; ++e) {
+      // Frames 0..19 are written once early in the epoch; frame 0 again
+      // after every tick (hot); frames 30..39 only after the last tick.
+      for (uint64_t p = 0; p < 20; ++p) REQUIRE(h.dom.Write(p, 8 * e, b).ok());
+      for (int t = 1; t < 4; ++t) {
+        REQUIRE(cp.Speculate().ok());
+        b[0]++;
+        REQUIRE(h.dom.Write(0, 100 + t, b).ok());
+      }
+      for (uint64_t p = 30; p < 40; ++p) REQUIRE(h.dom.Write(p, 3 * e, b).ok());
+      REQUIRE(cp.Checkpoint().ok());
+    }
+    REQUIRE(cp.Finish().ok());
+    h.Join();
+    INFO(SpeculationName(sp) << ": " << h.rx_status.ToString());
+    REQUIRE(h.rx_status.ok());
+    std::string why;
+    CHECK(h.ReplicaEquals(4, &why));
+    INFO(why);
+    auto hist = cp.stats_history();
+    REQUIRE(hist.size() == 5);
+    uint64_t ahead = 0;
+    for (size_t e = 1; e < hist.size(); ++e) ahead += hist[e].speculative_pages;
+    CHECK(ahead >= 19 * 3);  // frames 1..19 go ahead once the policy knows them
+    const EpochStats& last = hist.back();
+    CHECK(last.speculative_bytes > 19 * 4096);
+    // Left for the paused end: frame 0 (hot) and 30..39, not 1..19.
+    CHECK(last.dirty_pages <= 11 + (sp == Speculation::kEager ? 0 : 19));
+    CHECK(h.rx->stats().speculative_pages_applied == ahead);
+  }
+}
+
+// A sink that fails every write once `broken` is set.
+class BreakableSink : public ByteSink {
+ public:
+  explicit BreakableSink(ByteSink* inner) : inner_(inner) {}
+  Status Write(std::span<const ConstBuffer> bufs) override {
+    if (broken) return Status(Errc::kPeerGone, "link down (test)");
+    return inner_->Write(bufs);
+  }
+  Status Close() override { return inner_->Close(); }
+  bool broken = false;
+
+ private:
+  ByteSink* inner_;
+};
+
+TEST_CASE("checkpointer: speculative pages of a failed epoch are not lost", "[epoch]") {
+  // The link fails after pages were sent ahead (their dirty bits were
+  // cleared by the re-arm): they must be back in the dirty log.
+  Harness h(32);
+  h.StartReceiver();
+  CheckpointerOptions o;
+  o.speculation = Speculation::kEager;
+  o.speculation_ticks = 3;
+  BreakableSink link(&h.fwd.sink());
+  Checkpointer cp(&h.dom, &link, &h.back.source(), o);
+  REQUIRE(cp.Start().ok());
+  uint8_t b[1] = {7};
+  for (uint64_t p = 0; p < 10; ++p) REQUIRE(h.dom.Write(p, 0, b).ok());
+  REQUIRE(cp.Speculate().ok());
+  CHECK(!h.dom.pending_dirty().Test(3));  // sent ahead: re-armed
+  link.broken = true;
+  CHECK(!cp.Checkpoint().ok());
+  for (uint64_t p = 0; p < 10; ++p) {
+    INFO("frame " << p);
+    CHECK(h.dom.pending_dirty().Test(p));
+  }
+  (void)h.fwd.sink().Close();
+}
+
+TEST_CASE("checkpointer: bad delta or compression options fail Start", "[epoch]") {
+  auto start = [](CheckpointerOptions o) {
+    Harness h(16);
+    h.StartReceiver();
+    Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+    Status s = cp.Start();
+    (void)h.fwd.sink().Close();
+    return s;
+  };
+  CheckpointerOptions o;
+  o.delta_block_size = 100;
+  CHECK(start(o).code() == Errc::kInvalidArgument);
+  o = {};
+  o.compression = Compression::kZlib;
+  o.compression_level = 10;
+  CHECK(start(o).code() == Errc::kInvalidArgument);
+  o = {};
+  o.shadow_budget_bytes = 1000;
+  CHECK(start(o).code() == Errc::kInvalidArgument);
+  o = {};
+  o.delta = DeltaMode::kOff;
+  o.shadow_budget_bytes = 1000;  // unused without deltas
+  CHECK(start(o).ok());
 }
 
 TEST_CASE("checkpointer: unreadable frames are sent as zeros and counted", "[epoch]") {

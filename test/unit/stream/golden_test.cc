@@ -11,11 +11,16 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "ftsync/checkpointer.h"
 #include "ftsync/receiver.h"
+#include "diff/page_delta.h"
+#include "diff/shadow_store.h"
+#include "stream/compression.h"
 #include "stream/format.h"
+#include "stream/records.h"
 #include "test_util.h"
 #include "testing/fake_domain.h"
 #include "testing/workload.h"
@@ -68,7 +73,9 @@ class TeeSink : public ByteSink {
 };
 
 // A real session: FakeDomain, Checkpointer, Receiver; both directions kept.
-void RealSession(std::vector<uint8_t>* fwd, std::vector<uint8_t>* back) {
+// Default options: deltas (runs) and zstd; `tweak` may change them.
+void RealSession(std::vector<uint8_t>* fwd, std::vector<uint8_t>* back,
+                 const std::function<void(CheckpointerOptions&)>& tweak = nullptr) {
   testing::FakeDomain dom(64, 4096, "golden", 3);
   testing::Workload work(testing::WorkloadKind::kMixed, 3);
   MemoryPipe f, b;
@@ -85,16 +92,70 @@ void RealSession(std::vector<uint8_t>* fwd, std::vector<uint8_t>* back) {
   CheckpointerOptions o;
   o.batch_pages = 24;
   o.session = 0x601d;
+  if (tweak) tweak(o);
   Checkpointer cp(&dom, &ftee, &b.source(), o);
   REQUIRE(cp.Start().ok());
   for (int e = 0; e < 4; ++e) {
     REQUIRE(work.Step(&dom).ok());
+    if (o.speculation != Speculation::kOff) {
+      REQUIRE(cp.Speculate().ok());
+      REQUIRE(work.Step(&dom).ok());
+    }
     REQUIRE(cp.Checkpoint().ok());
     REQUIRE(cp.SendHeartbeat().ok());
   }
   REQUIRE(cp.Finish().ok());
   t.join();
   REQUIRE(rs.ok());
+}
+
+// A page that differs from `p` in a few bytes.
+std::vector<uint8_t> Touched(std::vector<uint8_t> p, uint8_t v) {
+  p[10] = v;
+  p[11] = v;
+  p[4000] = v;
+  return p;
+}
+
+// Writes a PAGE_DELTA changing each frame from `base` to `cur`; the base
+// hash is the hash of `base` unless given.
+void Delta(StreamBuilder& b, uint64_t pfn, const std::vector<uint8_t>& base,
+           const std::vector<uint8_t>& cur, std::optional<uint64_t> base_hash = std::nullopt) {
+  PageDeltaBuilder d;
+  uint8_t out[kMaxDeltaSize];
+  EncodedDelta e = EncodePageDelta(base.data(), cur.data(), DeltaOptions{},
+                                   std::span<uint8_t, kMaxDeltaSize>(out, kMaxDeltaSize));
+  d.Add(pfn, base_hash.value_or(PageContentHash(base.data())), std::span<const uint8_t>(out, e.size));
+  REQUIRE(b.w.PageDelta(d.body()).ok());
+}
+
+// A COMPRESSED record of `body` (type `inner`), its body edited by `edit`.
+void Compressed(StreamBuilder& b, uint32_t inner, const std::vector<uint8_t>& body, Codec codec,
+                const std::function<void(std::vector<uint8_t>&)>& edit) {
+  auto c = Compressor::Create(codec, 0);
+  REQUIRE(c.ok());
+  std::vector<uint8_t> data;
+  REQUIRE(*(*c)->Compress(body, body.size() + 4096, &data));
+  std::vector<uint8_t> rec(kCompressedHeader);
+  PutCompressedHeader(rec.data(), CompressedHeader{inner, static_cast<uint32_t>(body.size()),
+                                                    RecordChecksum(inner, body.data(), body.size()),
+                                                    static_cast<uint8_t>(codec)});
+  rec.insert(rec.end(), data.begin(), data.end());
+  edit(rec);
+  ConstBuffer part(rec);
+  (void)b.w.WriteRecord(kCompressed, std::span(&part, 1));
+}
+
+// A PAGE_DATA body of `pfns` with epoch `epoch`'s pattern.
+std::vector<uint8_t> PagesBody(uint64_t epoch, std::vector<uint64_t> pfns) {
+  std::vector<uint8_t> v(8 + 8 * pfns.size());
+  PutLE32(v.data(), static_cast<uint32_t>(pfns.size()));
+  for (size_t i = 0; i < pfns.size(); ++i) PutLE64(v.data() + 8 + 8 * i, pfns[i]);
+  for (uint64_t p : pfns) {
+    auto page = test::PatternPage(p, epoch);
+    v.insert(v.end(), page.begin(), page.end());
+  }
+  return v;
 }
 
 using Make = std::function<void(StreamBuilder&)>;
@@ -194,6 +255,106 @@ std::vector<BadStream> BadStreams() {
        }},
       {"O8", "pfn-too-big", [](StreamBuilder& b) { b.Epoch(2, {9}); (void)b.w.End(); }},
       {"O9", "end-inside-epoch", [](StreamBuilder& b) { (void)b.w.EpochBegin(2); (void)b.w.End(); }},
+      {"D2", "delta-page-size-8192", [](StreamBuilder& b) {}},  // made below: another header
+      {"S1", "spec-for-epoch-3-after-epoch-1",
+       [](StreamBuilder& b) {
+         const uint64_t p[] = {3};
+         (void)b.w.SpecPageData(3, p, test::PatternPage(3, 9).data(), 4096);
+         (void)b.w.End();
+       }},
+      {"S1", "spec-inside-epoch",
+       [](StreamBuilder& b) {
+         const uint64_t p[] = {3};
+         (void)b.w.EpochBegin(2);
+         (void)b.w.SpecPageData(2, p, test::PatternPage(3, 9).data(), 4096);
+         (void)b.w.End();
+       }},
+      {"S2", "apply-unstaged-frame",
+       [](StreamBuilder& b) {
+         const uint64_t p3[] = {3}, p4[] = {4};
+         (void)b.w.SpecPageData(2, p3, test::PatternPage(3, 9).data(), 4096);
+         (void)b.w.EpochBegin(2);
+         (void)b.w.SpecApply(p4);
+         b.State(2);
+         (void)b.w.EpochCommit(2, 1);
+         (void)b.w.End();
+       }},
+      {"D3", "runs-overlap",
+       [](StreamBuilder& b) {
+         (void)b.w.EpochBegin(2);
+         PageDeltaBuilder d;
+         const uint8_t bad[] = {0x04, 0x02, 0x00, 0x10, 0x00, 0x02, 0x00, 1, 2, 0x11, 0x00, 0x01, 0x00, 3};
+         d.Add(3, PageContentHash(test::PatternPage(3, 0).data()), bad);
+         (void)b.w.PageDelta(d.body());
+         (void)b.w.End();
+       }},
+      {"D4", "stale-base",
+       [](StreamBuilder& b) {
+         // Frame 1 changed in epoch 1; a delta against its epoch-0 copy.
+         (void)b.w.EpochBegin(2);
+         auto p = test::PatternPage(1, 0);
+         Delta(b, 1, p, Touched(p, 1));
+         b.State(2);
+         (void)b.w.EpochCommit(2, 1);
+         (void)b.w.End();
+       }},
+      {"D4", "second-delta-names-the-first-base",
+       [](StreamBuilder& b) {
+         (void)b.w.EpochBegin(2);
+         auto p = test::PatternPage(4, 0);
+         Delta(b, 4, p, Touched(p, 1));
+         Delta(b, 4, p, Touched(p, 2));
+         b.State(2);
+         (void)b.w.EpochCommit(2, 2);
+         (void)b.w.End();
+       }},
+      {"C1", "codec-3",
+       [](StreamBuilder& b) {
+         (void)b.w.EpochBegin(2);
+         Compressed(b, kPageData, PagesBody(2, {3}), Codec::kZlib, [](auto& v) { v[16] = 3; });
+         (void)b.w.End();
+       }},
+      {"C2", "wraps-epoch-commit",
+       [](StreamBuilder& b) {
+         (void)b.w.EpochBegin(2);
+         Compressed(b, kPageData, PagesBody(2, {3}), Codec::kZstd,
+                    [](auto& v) { PutLE32(v.data(), kEpochCommit); });
+         (void)b.w.End();
+       }},
+      {"C3", "inner-length-above-max",
+       [](StreamBuilder& b) {
+         (void)b.w.EpochBegin(2);
+         Compressed(b, kPageData, PagesBody(2, {3}), Codec::kZlib, [](auto& v) {
+           PutLE32(v.data() + 4, static_cast<uint32_t>(MaxBodyLength(kPageData, 4096) + 1));
+         });
+         (void)b.w.End();
+       }},
+      {"C4", "zlib-bomb",
+       [](StreamBuilder& b) {
+         // The data inflates to more than the header announces.
+         (void)b.w.EpochBegin(2);
+         Compressed(b, kDeviceState, std::vector<uint8_t>(1 << 20, 0), Codec::kZlib,
+                    [](auto& v) { PutLE32(v.data() + 4, 4096); });
+         (void)b.w.End();
+       }},
+      {"C4", "zstd-trailing-bytes",
+       [](StreamBuilder& b) {
+         (void)b.w.EpochBegin(2);
+         Compressed(b, kPageData, PagesBody(2, {3, 4}), Codec::kZstd, [](auto& v) { v.push_back(0); });
+         (void)b.w.End();
+       }},
+      {"C5", "inner-checksum",
+       [](StreamBuilder& b) {
+         (void)b.w.EpochBegin(2);
+         Compressed(b, kPageData, PagesBody(2, {3}), Codec::kZstd, [](auto& v) { v[9] ^= 4; });
+         (void)b.w.End();
+       }},
+      {"O8", "compressed-pfn-too-big",
+       [](StreamBuilder& b) {
+         (void)b.w.EpochBegin(2);
+         Compressed(b, kPageData, PagesBody(2, {3, 8}), Codec::kZlib, [](auto&) {});
+         (void)b.w.End();
+       }},
   };
 }
 
@@ -209,6 +370,22 @@ TEST_CASE("golden: libftsync writes streams for the independent verifier", "[gol
   WriteFile(out / "valid-real-session.fts", fwd);
   WriteFile(out / "back-valid-real-session.fts", back);
   WriteFile(out / "back-valid-real-session.fwd", fwd);
+  const std::pair<const char*, std::function<void(CheckpointerOptions&)>> variants[] = {
+      {"whole-pages", [](CheckpointerOptions& o) { o.delta = DeltaMode::kOff; o.compression = Compression::kNone; }},
+ {"speculative-eager", [](CheckpointerOptions& o) { o.speculation = Speculation::kEager; }},
+      {"hash-blocks-zlib", [](CheckpointerOptions& o) { o.delta = DeltaMode::kBlockHash; o.compression = Compression::kZlib; }},
+      {"blocks-256-small-store", [](CheckpointerOptions& o) {
+         o.delta = DeltaMode::kBlocks;
+         o.delta_block_size = 256;
+         o.shadow_budget_bytes = 40 * 4128;  // 40 of the 64 frames: evictions
+         o.compression = Compression::kNone;
+       }},
+  };
+  for (const auto& [name, tweak] : variants) {
+    std::vector<uint8_t> f, bk;
+    RealSession(&f, &bk, tweak);
+    WriteFile(out / (std::string("valid-real-session-") + name + ".fts"), f);
+  }
 
   StreamBuilder g = Good();
   (void)g.w.End();
@@ -228,7 +405,66 @@ TEST_CASE("golden: libftsync writes streams for the independent verifier", "[gol
   (void)o7.w.End();
   WriteFile(out / "bad-O7-frame-7-missing.fts", o7.bytes);
 
+  // Deltas and compression, valid: epoch 2 changes frames by deltas against
+  // epoch 0's and epoch 1's copies, one of them sent whole first, with
+  // compressed PAGE_DATA, PAGE_DELTA and DEVICE_STATE (zlib, then zstd).
+  for (Codec codec : {Codec::kZlib, Codec::kZstd}) {
+    StreamBuilder d = Good();
+    (void)d.w.EpochBegin(2);
+    auto p3 = test::PatternPage(3, 0), p1 = test::PatternPage(1, 1), p5 = test::PatternPage(5, 2);
+    Delta(d, 3, p3, Touched(p3, 0x33));
+    d.Pages(2, {5});
+    Delta(d, 5, p5, Touched(p5, 0x55));
+    Delta(d, 1, p1, Touched(p1, 0x11));
+    REQUIRE(d.w.SetCompression(codec, 0).ok());
+    d.Pages(2, {6, 7});
+    Delta(d, 3, Touched(p3, 0x33), std::vector<uint8_t>(4096, 0));  // a large delta: compresses
+    std::string st(3000, 's');
+    (void)d.w.DeviceState(std::span(reinterpret_cast<const uint8_t*>(st.data()), st.size()));
+    (void)d.w.EpochCommit(2, 7);
+    (void)d.w.End();
+    WriteFile(out / (std::string("valid-delta-compressed-") + CodecName(codec) + ".fts"), d.bytes);
+    CHECK(Decode(out / (std::string("valid-delta-compressed-") + CodecName(codec) + ".fts")).ok());
+  }
+
+  {  // Speculative pages: 3 and 4 ahead, both named, 4 changed since (a delta).
+    StreamBuilder sp = Good();
+    const uint64_t ahead[] = {3, 4, 5}, named[] = {3, 4};
+    std::vector<uint8_t> data;
+    for (uint64_t p : ahead) {
+      auto pg = test::PatternPage(p, 9);
+      data.insert(data.end(), pg.begin(), pg.end());
+    }
+    REQUIRE(sp.w.SpecPageData(2, ahead, data.data(), 4096).ok());
+    (void)sp.w.EpochBegin(2);
+    REQUIRE(sp.w.SpecApply(named).ok());
+    auto p4 = test::PatternPage(4, 9);
+    Delta(sp, 4, p4, Touched(p4, 0x44));
+    sp.State(2);
+    (void)sp.w.EpochCommit(2, 3);
+    (void)sp.w.End();
+    WriteFile(out / "valid-speculative-builder.fts", sp.bytes);
+  }
+
+  StreamBuilder d1;
+  d1.Header();
+  (void)d1.w.EpochBegin(0);
+  Delta(d1, 0, test::PatternPage(0, 0), Touched(test::PatternPage(0, 0), 1));
+  (void)d1.w.End();
+  WriteFile(out / "bad-D1-delta-in-epoch-0.fts", d1.bytes);
+
   for (const BadStream& bs : BadStreams()) {
+    if (std::string(bs.rule) == "D2") {
+      StreamBuilder b;
+      b.h.page_size = 8192;
+      b.Header().Epoch(0).Epoch(1, {1});
+      (void)b.w.EpochBegin(2);
+      auto p = test::PatternPage(3, 0);
+      Delta(b, 3, p, Touched(p, 1));
+      (void)b.w.End();
+      WriteFile(out / (std::string("bad-") + bs.rule + "-" + bs.name + ".fts"), b.bytes);
+      continue;
+    }
     StreamBuilder b = Good();
     bs.make(b);
     WriteFile(out / (std::string("bad-") + bs.rule + "-" + bs.name + ".fts"), b.bytes);
