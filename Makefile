@@ -15,7 +15,7 @@ CXXFLAGS ?= $(OPT) -g
 CFLAGS   ?= $(OPT) -g
 FT_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility-inlines-hidden -pthread \
                -Ilibftsync/include -Ilibftsync/src -Ilibftsync -Itest/unit -Iftd
-FT_LIBS  := -lxxhash -lz -pthread
+FT_LIBS  := -lxxhash -lz -lzstd -pthread
 VERSION  := 0.1.0
 SONAME   := libftsync.so.0
 
@@ -89,7 +89,7 @@ $(CAPI_TEST): test/capi/capi_test.c $(LIB_SO) $(PC) libftsync/include/ftsync/fts
 # The independent verifier: C, shares no code with libftsync's decoder.
 $(VERIFY): xen-tools/ftsync-verify-stream.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -Wall -Wextra -Werror $(CFLAGS) -o $@ $< -lxxhash
+	$(CC) -std=c11 -Wall -Wextra -Werror $(CFLAGS) -o $@ $< -lxxhash -lz -lzstd
 
 $(PC): libftsync/libftsync.pc.in Makefile
 	@mkdir -p $(dir $@)
