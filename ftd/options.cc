@@ -237,6 +237,8 @@ Status ParseOptions(int argc, char** argv, Options* out, std::string* help) {
     return Status(Errc::kInvalidArgument, "--hypervisor must be fake, qemu or xen, not '" + o.hypervisor + "'");
   if (o.hypervisor == "xen" && o.role == RoleKind::kPrimary && o.domain.empty())
     return Status(Errc::kInvalidArgument, "--hypervisor xen needs --domain NAME|DOMID (the domain to protect)");
+  if (!o.net_hook.empty() && o.hypervisor != "xen")
+    return Status(Errc::kInvalidArgument, "--net-hook runs at the Xen network buffer's phases: it needs --hypervisor xen");
   if (!o.net_hook.empty() && o.no_net_buffer)
     return Status(Errc::kInvalidArgument,
                   "--net-hook runs at the network buffer's phases, and --no-net-buffer turns the buffer off");
