@@ -141,10 +141,14 @@ int Receive(const XlCommand& c) {
     // The backup outlives this command (and the ssh session that ran it).
     ::setsid();
     ::signal(SIGHUP, SIG_IGN);
+    // Nothing of the caller's (its ssh session's pipes) may stay open here,
+    // or the caller would wait for this daemon's end.
     int in = ::open("/dev/null", O_RDONLY);
     int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (out < 0) out = ::open("/dev/null", O_WRONLY);
     if (in >= 0) ::dup2(in, 0);
     if (out >= 0) ::dup2(out, 1), ::dup2(out, 2);
+    for (int fd = 3; fd < 1024; ++fd) ::close(fd);
     std::vector<char*> av;
     for (auto& a : argv) av.push_back(a.data());
     av.push_back(nullptr);

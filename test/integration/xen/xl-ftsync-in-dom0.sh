@@ -124,15 +124,31 @@ chmod 755 /tmp/hook.sh; rm -f /tmp/hook.log /tmp/fakessh.hosts
 # without the primary giving it up (which would release the buffer).
 fa="--ftd-arg --xen-max-frames --ftd-arg 36864 --ftd-arg --heartbeat --ftd-arg 1000 --ftd-arg --missed-heartbeats --ftd-arg 10"
 "$XL" --insecure-plaintext -s /tmp/fakessh -i 200 -N /tmp/hook.sh --replica-dir /tmp/ftsync-replica \
-  --xen-config /tmp/$name.cfg $fa $name localhost >/tmp/xl-primary.log 2>&1 &
+  --xen-config /tmp/$name.cfg $fa $name 127.0.0.1 >/tmp/xl-primary.log 2>&1 &
 xlpid=$!
-st() { "$XL" status $name 2>&1; }
-i=0; while [ $i -lt 180 ] && ! st | grep -q "backup:.*replica_epoch=[1-9]"; do sleep 1; i=$((i + 1)); done
+st() { timeout 20 "$XL" status $name 2>&1; }
+# Waits up to $1 seconds for `st` to match $2; sets $i to the seconds waited.
+wait_st() {
+  w0=$(cut -d. -f1 /proc/uptime); i=0
+  while [ $i -lt "$1" ]; do
+    st | grep -q "$2" && return 0
+    [ -n "${xlpid:-}" ] && ! kill -0 "$xlpid" 2>/dev/null && return 1
+    sleep 1; i=$(( $(cut -d. -f1 /proc/uptime) - w0 ))
+  done
+  return 1
+}
+logs() {
+  echo "     --- primary (xl-ftsync) log:"; tail -${1:-15} /tmp/xl-primary.log 2>/dev/null | sed 's/^/     /'
+  echo "     --- backup log:"; tail -${1:-15} /run/ftsync/xl-$name-backup.log 2>/dev/null | sed 's/^/     /'
+}
+echo "     protecting $name ($(el))"
+wait_st 240 "backup:.*replica_epoch=[1-9]"
 s=$(st)
 check "protected after $i s: primary and backup report epochs" \
   'echo "$s" | grep -q "primary: role=primary state=protected" && echo "$s" | grep -q "backup: role=backup state=protecting.*replica_epoch="' \
-  "$s; $(tail -5 /tmp/xl-primary.log)"
-check "the receiver was started through -s CMD localhost" 'grep -qx localhost /tmp/fakessh.hosts'
+  "$s"
+echo "$s" | grep -q "replica_epoch=" || { logs 30; busybox ps | grep -v ' \[' | tail -15; finish; }
+check "the receiver was started through -s CMD 127.0.0.1" 'grep -qx 127.0.0.1 /tmp/fakessh.hosts'
 e1=$(st | sed -n 's/.*replica_epoch=\([0-9]*\).*/\1/p'); sleep 3; e2=$(st | sed -n 's/.*replica_epoch=\([0-9]*\).*/\1/p')
 check "epochs flow ($e1 -> $e2 in 3 s)" '[ -n "$e1" ] && [ -n "$e2" ] && [ "$e2" -gt "$e1" ]'
 check "network buffer: IFB $ifb with a plug qdisc, $vif redirected to it" \
@@ -140,6 +156,7 @@ check "network buffer: IFB $ifb with a plug qdisc, $vif redirected to it" \
   "$(tc qdisc show dev $ifb 2>&1; tc filter show dev $vif parent ffff: 2>&1)"
 check "-N hook ran at setup" 'grep -q "^setup $vif $ifb $name" /tmp/hook.log' "$(cat /tmp/hook.log 2>/dev/null)"
 
+echo "     ($(el))"
 # --- 4. The plug holds the domU's packets until the backup ACKs.
 bpid=$(sed -n 's/.*(ftd pid \([0-9]*\),.*/\1/p' /tmp/xl-primary.log | head -1)
 if [ -n "$bpid" ] && kill -0 "$bpid" 2>/dev/null; then
@@ -161,6 +178,7 @@ else
   bad "no backup pid in the receiver's output" "$(cat /tmp/xl-primary.log | head -5)"
 fi
 
+echo "     ($(el))"
 # --- 5. Failover: the primary's ftd killed (xl-ftsync exec'd it: $xlpid) and
 #     its domain destroyed (paused first, so that the dying ftd cannot see it go).
 xl pause $name
@@ -185,6 +203,7 @@ else
 fi
 ftd ctl --control /run/ftsync/xl-$name-backup.sock stop >/dev/null 2>&1
 
+echo "     ($(el))"
 # --- 6. The next ftd cleans the dead one's buffer (with a message); -F -b on Xen.
 if [ "$restored" = 1 ] && xl domid $name >/dev/null 2>&1; then
   domid=$(xl domid $name); vif=vif$domid.0; ifb2=ftsb$(cat /sys/class/net/$vif/ifindex 2>/dev/null)
@@ -193,8 +212,8 @@ else
   ifb2=$ifb  # create_domu set it
 fi
 "$XL" -F -b -N /tmp/hook.sh $fa $name nowhere >/tmp/xl-bh.log 2>&1 &
-bh=$!
-i=0; while [ $i -lt 180 ] && ! st | grep -q "primary: role=primary state=protected"; do sleep 1; i=$((i + 1)); done
+bh=$!; xlpid=$bh
+wait_st 240 "primary: role=primary state=protected"
 check "the dead ftd's stale buffer was removed with a message" \
   'grep -q "removed a stale network buffer left by a crashed ftd: IFB $stale" /tmp/xl-bh.log' "$(grep -i -E 'stale|error' /tmp/xl-bh.log | head -3)"
 t1=$(stat_of $ifb2 tx_packets); sleep 3; t2=$(stat_of $ifb2 tx_packets)
@@ -206,6 +225,7 @@ check "a clean stop removes the network buffer and runs the hook's teardown" \
   '[ ! -e /sys/class/net/$ifb2 ] && ! tc qdisc show dev $vif | grep -q ingress && grep -q "^teardown $vif" /tmp/hook.log' \
   "$(ip link show $ifb2 2>&1 | head -1); $(tail -2 /tmp/hook.log)"
 
+echo "     ($(el))"
 # --- 7. A domain with a disk is refused without -d.
 truncate -s 16M /tmp/disk.img
 if timeout 60 xl block-attach $name "format=raw,vdev=xvdb,access=rw,target=/tmp/disk.img" >/tmp/block.log 2>&1; then
