@@ -95,8 +95,10 @@ const std::vector<OptionDef>& Defs() {
       StrOpt("domain", "NAME|DOMID",
              "xen: primary: the running domain to protect; backup: the name the restored domain gets",
              &Options::domain),
-      IntOpt("xen-max-frames", "xen: replicate at most N guest frames (0: all gfns up to the maximum; tests only)",
-             &Options::xen_max_frames, 0, 1L << 40),
+      StrOpt("xen-suspend", "MODE",
+             "xen: how each checkpoint stops the domain: cooperative (the guest's own suspend, fast resume; "
+             "needed for a takeover) or pause (cheaper, but the replica cannot be restored)",
+             &Options::xen_suspend),
       IntOpt("xen-calibrate", "xen: rounds that find frames Xen writes without logging them (0..10)",
              &Options::xen_calibrate, 0, 10),
       StrOpt("xen-config", "FILE", "xen: backup: xl configuration for the domain restored at takeover",
@@ -237,6 +239,8 @@ Status ParseOptions(int argc, char** argv, Options* out, std::string* help) {
     return Status(Errc::kInvalidArgument, "--hypervisor must be fake, qemu or xen, not '" + o.hypervisor + "'");
   if (o.hypervisor == "xen" && o.role == RoleKind::kPrimary && o.domain.empty())
     return Status(Errc::kInvalidArgument, "--hypervisor xen needs --domain NAME|DOMID (the domain to protect)");
+  if (o.xen_suspend != "cooperative" && o.xen_suspend != "pause")
+    return Status(Errc::kInvalidArgument, "--xen-suspend must be cooperative or pause, not '" + o.xen_suspend + "'");
   if (!o.net_hook.empty() && o.hypervisor != "xen")
     return Status(Errc::kInvalidArgument, "--net-hook runs at the Xen network buffer's phases: it needs --hypervisor xen");
   if (!o.net_hook.empty() && o.no_net_buffer)

@@ -45,7 +45,7 @@ struct Options {
   bool no_net_buffer = false;              // unsafe: guest frames leave before their epoch is safe
   // Xen (--hypervisor xen).
   std::string domain;                      // primary: NAME or DOMID to protect; backup: name when restored
-  uint64_t xen_max_frames = 0;             // 0: every gfn up to the domain's maximum
+  std::string xen_suspend = "cooperative"; // cooperative (restorable) | pause
   int xen_calibrate = 2;                   // rounds of XenDomain::CalibrateUntrackedWrites
   std::string xen_config;                  // backup: xl config for the restored domain
   std::string net_hook;                    // primary: extra script at the network buffer's setup/teardown

@@ -83,8 +83,10 @@ class XenGuest : public Guest {
     domid_ = *id;
     live_ = std::make_unique<Liveness>(domid_);
     ftsync::XenDomainOptions xo;
-    xo.max_frames = o_.xen_max_frames;
     xo.calibrate_rounds = o_.xen_calibrate;
+    xo.suspend = o_.xen_suspend == "pause" ? ftsync::XenSuspend::kPause : ftsync::XenSuspend::kCooperative;
+    if (o_.xen_suspend == "pause")
+      ctx_.log->Warn("--xen-suspend pause: checkpoints pause the domain; the backup cannot restore such a replica");
     auto d = ftsync::XenDomain::Open(domid_, xo);
     if (!d.ok()) return d.status().Annotate("open Xen domain " + o_.domain);
     domain_ = std::move(d).value();

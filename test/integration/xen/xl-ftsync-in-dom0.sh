@@ -38,6 +38,7 @@ el() { echo "$(( $(cut -d. -f1 /proc/uptime) - t0 )) s"; }
 for m in xen-netback bridge ifb sch_plug sch_ingress cls_u32 act_mirred; do
   modprobe "$m" 2>/dev/null || echo "     modprobe $m failed (built in?)"
 done
+ip link set lo up  # dom0-init leaves loopback down
 ip link add xenbr0 type bridge 2>/dev/null
 ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null
 ip link set xenbr0 up
@@ -63,7 +64,7 @@ ip link set lo up; ip link set eth0 up; ip addr add 10.99.0.2/24 dev eth0
 echo "DOMU-UP uptime=$(cut -d' ' -f1 /proc/uptime) eth0=$(cat /sys/class/net/eth0/address 2>/dev/null)"
 # Eight pings a second towards dom0: the output the network buffer holds.
 for k in 1 2 3 4 5 6 7 8; do ping -q 10.99.0.1 >/dev/null 2>&1 & usleep 120000; done
-n=0; while :; do n=$((n + 1)); echo "$n" >/tmp/counter; sleep 1; done
+n=0; while :; do n=$((n + 1)); echo "$n" >/tmp/counter; echo "COUNT $n"; sleep 1; done
 INIT
 chmod 755 $ov/init
 (cd $ov && find . | busybox cpio -o -H newc 2>/dev/null | gzip) >/tmp/overlay.cpio.gz
@@ -122,7 +123,7 @@ HOOK
 chmod 755 /tmp/hook.sh; rm -f /tmp/hook.log /tmp/fakessh.hosts
 # Heartbeats of 1 s x 10: the backup may be stopped for a few seconds
 # without the primary giving it up (which would release the buffer).
-fa="--ftd-arg --xen-max-frames --ftd-arg 36864 --ftd-arg --heartbeat --ftd-arg 1000 --ftd-arg --missed-heartbeats --ftd-arg 10"
+fa="--ftd-arg --heartbeat --ftd-arg 1000 --ftd-arg --missed-heartbeats --ftd-arg 10"
 "$XL" --insecure-plaintext -s /tmp/fakessh -i 200 -N /tmp/hook.sh --replica-dir /tmp/ftsync-replica \
   --xen-config /tmp/$name.cfg $fa $name 127.0.0.1 >/tmp/xl-primary.log 2>&1 &
 xlpid=$!
@@ -169,22 +170,26 @@ if [ -n "$bpid" ] && kill -0 "$bpid" 2>/dev/null; then
   kill -CONT "$bpid"
   sleep 3
   t3=$(stat_of $ifb tx_packets)
-  echo "     backup stopped 4 s: domU sent $((v2 - v1)), released $((t2 - t1)), held ${held:-?}; after CONT released $((t3 - t2))"
+  echo "     backup stopped 4 s: released $((t2 - t1)), held in the plug ${held:-?} (vif rx +$((v2 - v1))); after CONT released $((t3 - t2))"
   check "while the backup cannot ACK, the plug releases nothing and holds the domU's packets" \
-    '[ $((v2 - v1)) -ge 10 ] && [ $((t2 - t1)) -eq 0 ] && [ "${held:-0}" -ge 10 ]'
-  check "after the ACKs resume, the held packets leave" '[ $((t3 - t2)) -ge $((v2 - v1)) ]'
+    '[ $((t2 - t1)) -eq 0 ] && [ "${held:-0}" -ge 8 ]'
+  check "after the ACKs resume, the held packets leave" '[ $((t3 - t2)) -ge "${held:-1}" ]'
   s=$(st); check "the session survived the stall" 'echo "$s" | grep -q "primary: role=primary state=protected"' "$s"
 else
   bad "no backup pid in the receiver's output" "$(cat /tmp/xl-primary.log | head -5)"
 fi
 
 echo "     ($(el))"
-# --- 5. Failover: the primary's ftd killed (xl-ftsync exec'd it: $xlpid) and
-#     its domain destroyed (paused first, so that the dying ftd cannot see it go).
+# --- 5. Failover: the primary's domain destroyed and its ftd killed
+#     (xl-ftsync exec'd it: $xlpid) at once, before it can clean up.
+#     Destroyed first: the backup's restore needs the name free (on a real
+#     pair the primary's host is gone).
 xl pause $name
+sleep 1
+cb=$(grep -o 'COUNT [0-9]*' $log | tail -1 | cut -d' ' -f2); sz=$(wc -c <$log)
+xl destroy $name
 kill -9 $xlpid
 wait $xlpid 2>/dev/null
-xl destroy $name
 stale=$ifb
 blog=/run/ftsync/xl-$name-backup.log
 i=0; while [ $i -lt 120 ] && ! grep -q -E "TOOK OVER|cannot take over" $blog 2>/dev/null; do sleep 1; i=$((i + 1)); done
@@ -197,6 +202,10 @@ else
   check "failover: the backup took over after $i s" 'grep -q "TOOK OVER" $blog' "$(tail -3 $blog)"
   j=0; while [ $j -lt 60 ] && ! xl domid $name >/dev/null 2>&1; do sleep 1; j=$((j + 1)); done
   check "failover: domain $name exists again, created from the replica" 'xl list $name >/dev/null 2>&1' "$(xl list 2>&1)"
+  j=0; while [ $j -lt 60 ] && ! tail -c +$((sz + 1)) $log 2>/dev/null | grep -q COUNT; do sleep 1; j=$((j + 1)); done
+  ca=$(tail -c +$((sz + 1)) $log 2>/dev/null | grep -o 'COUNT [0-9]*' | head -1 | cut -d' ' -f2)
+  check "failover: the restored domU's counter goes on from the replicated state (last before: ${cb:-?}, first after: ${ca:-none})" \
+    '[ -n "$ca" ] && [ -n "$cb" ] && [ "$ca" -gt 1 ] && [ "$ca" -ge $((cb - 3)) ]' "$(tail -c +$((sz + 1)) $log | tail -3)"
   j=0; while [ $j -lt 30 ] && ! busybox ping -c 1 -W 1 10.99.0.2 >/dev/null 2>&1; do j=$((j + 1)); done
   check "failover: the restored domU answers on the network" 'busybox ping -c 1 -W 2 10.99.0.2 >/dev/null 2>&1'
   restored=1
@@ -228,7 +237,9 @@ check "a clean stop removes the network buffer and runs the hook's teardown" \
 echo "     ($(el))"
 # --- 7. A domain with a disk is refused without -d.
 truncate -s 16M /tmp/disk.img
-if timeout 60 xl block-attach $name "format=raw,vdev=xvdb,access=rw,target=/tmp/disk.img" >/tmp/block.log 2>&1; then
+modprobe loop 2>/dev/null; modprobe xen-blkback 2>/dev/null
+loopdev=$(losetup -f --show /tmp/disk.img 2>/tmp/block.log)
+if [ -n "$loopdev" ] && timeout 60 xl block-attach $name "phy:$loopdev,xvdb,w" >>/tmp/block.log 2>&1; then
   out=$(err --insecure-plaintext $name localhost)
   check "a domain with a disk is refused without -d" \
     'echo "$out" | grep -q "ftsync does not replicate disks" && echo "$out" | grep -q "rc=3"' "$out"
