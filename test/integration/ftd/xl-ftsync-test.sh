@@ -122,5 +122,28 @@ check "-e: the backup exits after the takeover" \
   'grep -q "TOOK OVER" "$work/xl-vm2-backup.log" && grep -q "not waiting for the taken-over guest" "$work/xl-vm2-backup.log" && ! echo "$s" | grep -q "backup:"' "$s"
 kill -9 $p2 2>/dev/null
 
+# 5. Disks: a stand-in `xl` (domid, block-list) first on PATH. ftsync does not
+#    replicate disks: a domain with one is refused without -F -d.
+mkdir -p "$work/fakexl"
+cat >"$work/fakexl/xl" <<'XL'
+#!/bin/sh
+case "$1 $2" in
+  "domid withdisk"|"domid diskless") echo 7 ;;
+  "block-list withdisk") printf 'Vdev  BE  handle state evt-ch ring-ref BE-path\n51712 0   7   4     14     8        /local/domain/0/backend/vbd/7/51712\n' ;;
+  "block-list diskless") echo 'Vdev  BE  handle state evt-ch ring-ref BE-path' ;;
+  *) echo "xl: no domain $2" >&2; exit 1 ;;
+esac
+XL
+chmod 755 "$work/fakexl/xl"
+xlp() { PATH="$work/fakexl:$PATH" "$xl" --ftd /bin/false --run-dir "$work" "$@" 2>&1; echo "rc=$?"; }
+out=$(xlp -F -b withdisk h)
+check "a domain with a disk is refused without -d, saying ftsync does not replicate disks" \
+  'echo "$out" | grep -q "has 1 disk(s) (vdev 51712): ftsync does not replicate disks" && echo "$out" | grep -q rc=3' "$out"
+out=$(xlp -F -b -d withdisk h)
+check "-F -d protects it anyway and names the unreplicated disks" \
+  'echo "$out" | grep -q "WARNING: -d: 1 disk(s) of .withdisk. are NOT replicated" && echo "$out" | grep -q "protecting withdisk"' "$out"
+out=$(xlp -F -b diskless h)
+check "a diskless domain needs no -d" '! echo "$out" | grep -q "disk(s)" && echo "$out" | grep -q "protecting diskless"' "$out"
+
 echo "xl-ftsync: $passed passed, $failed failed"
 [ $failed = 0 ]
