@@ -3,6 +3,9 @@
 // heartbeats or a broken connection. After promotion it refuses every
 // primary that shows up again (split-brain guard): the old primary may only
 // come back as a backup.
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <sstream>
 
@@ -261,6 +264,10 @@ class Backup : public Role {
     }
     Status a = guest->Announce();
     if (!a.ok()) log_->Warn("could not announce the guest's address yet: " + a.ToString());
+    if (o_.exit_after_promote) {
+      log_->Info("--exit-after-promote: not waiting for the taken-over guest to end; exiting");
+      ::kill(::getpid(), SIGTERM);  // main's handler stops cleanly
+    }
   }
 
   void WatchLoop() {
@@ -272,7 +279,13 @@ class Backup : public Role {
       {
         std::lock_guard<std::mutex> l(mu_);
         if (state_ == "active" && guest_) {
-          (void)guest_->RunFor(0);  // the promoted guest keeps running
+          // Wait in the background for the end of the promoted guest.
+          Status g = guest_->RunFor(0);
+          if (!g.ok() && !guest_ended_) {
+            guest_ended_ = true;
+            log_->Warn("the taken-over guest ended (" + g.ToString() + "); exiting");
+            ::kill(::getpid(), SIGTERM);
+          }
           continue;
         }
         conn = conn_;
@@ -306,6 +319,7 @@ class Backup : public Role {
   bool session_running_ = false;  // from accept to the end of Session()
   std::thread promote_thread_;    // a manual failover with no session
   uint64_t promotions_ = 0;
+  bool guest_ended_ = false;      // watchdog thread, under mu_
 };
 
 }  // namespace

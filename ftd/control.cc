@@ -1,6 +1,11 @@
 #include "control.h"
 
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 
 #include <filesystem>
 
@@ -70,12 +75,22 @@ ftsync::Result<std::string> ControlRequest(const std::string& path, const std::s
   if (ec) return Status(Errc::kNotFound, "cannot reach ftd at " + path + ": " + ec.message());
   std::string line = command + "\n";
   asio::write(s, asio::buffer(line), ec);
+  // An ftd still starting (its guest being opened) accepts but answers only
+  // once it runs: wait at most 10 s for the whole reply.
   std::string reply;
   std::array<char, 4096> buf;
+  const int fd = s.native_handle();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
-    size_t n = s.read_some(asio::buffer(buf), ec);
-    reply.append(buf.data(), n);
-    if (ec) break;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p = {fd, POLLIN, 0};
+    int r = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) return Status(Errc::kBusy, "ftd at " + path + " did not answer within 10 s (still starting?)");
+    ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf.data(), static_cast<size_t>(n));
   }
   return reply;
 }

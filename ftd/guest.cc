@@ -39,6 +39,7 @@ class FakeGuest : public Guest {
 
 ftsync::Result<std::unique_ptr<Guest>> LaunchGuest(const Options& o, GuestContext ctx) {
   if (o.hypervisor == "qemu") return LaunchQemuGuest(o, ctx);
+  if (o.hypervisor == "xen") return LaunchXenGuest(o, ctx);
   if (o.hypervisor == "fake") {
     auto kind = ftsync::testing::ParseWorkloadKind(o.fake_workload);
     if (!kind.ok()) return kind.status();
@@ -52,6 +53,7 @@ ftsync::Result<std::unique_ptr<Guest>> RestoreGuest(const Options& o, GuestConte
   auto info = replica->LastComplete();
   if (!info) return Status(Errc::kNotFound, "replica " + replica->dir() + " has no complete epoch");
   if (o.hypervisor == "qemu") return RestoreQemuGuest(o, ctx, replica);
+  if (o.hypervisor == "xen") return RestoreXenGuest(o, ctx, replica);
   if (o.hypervisor != "fake")
     return Status(Errc::kNotSupported, "hypervisor '" + o.hypervisor + "' is not available in this ftd");
   auto kind = ftsync::testing::ParseWorkloadKind(o.fake_workload);

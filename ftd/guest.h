@@ -46,6 +46,11 @@ ftsync::Result<std::unique_ptr<Guest>> LaunchQemuGuest(const Options& o, GuestCo
 ftsync::Result<std::unique_ptr<Guest>> RestoreQemuGuest(const Options& o, GuestContext ctx,
                                                        ftsync::ReplicaImage* replica);
 
+// The Xen guest (xen_guest.cc).
+ftsync::Result<std::unique_ptr<Guest>> LaunchXenGuest(const Options& o, GuestContext ctx);
+ftsync::Result<std::unique_ptr<Guest>> RestoreXenGuest(const Options& o, GuestContext ctx,
+                                                      ftsync::ReplicaImage* replica);
+
 }  // namespace ftd
 
 #endif  // FTSYNC_FTD_GUEST_H_

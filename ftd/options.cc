@@ -73,7 +73,7 @@ const std::vector<OptionDef>& Defs() {
              &Options::missed_heartbeats, 1, 100),
       IntOpt("reconnect", "primary: ms between attempts to reach a lost backup (10..600000)",
              &Options::reconnect_ms, 10, 600000),
-      StrOpt("hypervisor", "NAME", "fake (in-memory domain, for tests) or qemu", &Options::hypervisor),
+      StrOpt("hypervisor", "NAME", "fake (in-memory domain, for tests), qemu or xen", &Options::hypervisor),
       IntOpt("fake-frames", "fake: guest frames of 4 KiB", &Options::fake_frames, 1, 1L << 30),
       StrOpt("fake-workload", "NAME", "fake: sequential|hot|sparse|scribble|zero|mixed", &Options::fake_workload),
       IntOpt("fake-seed", "fake: workload seed", &Options::fake_seed, 0, 1L << 62),
@@ -92,8 +92,34 @@ const std::vector<OptionDef>& Defs() {
       FlagOpt("no-net-buffer",
               "UNSAFE: release the guest's network frames at once (a takeover may then repeat output)",
               &Options::no_net_buffer, true),
+      StrOpt("domain", "NAME|DOMID",
+             "xen: primary: the running domain to protect; backup: the name the restored domain gets",
+             &Options::domain),
+      StrOpt("xen-suspend", "MODE",
+             "xen: how each checkpoint stops the domain: cooperative (the guest's own suspend, fast resume; "
+             "needed for a takeover) or pause (cheaper, but the replica cannot be restored)",
+             &Options::xen_suspend),
+      IntOpt("xen-calibrate", "xen: rounds that find frames Xen writes without logging them (0..10)",
+             &Options::xen_calibrate, 0, 10),
+      StrOpt("xen-config", "FILE", "xen: backup: xl configuration for the domain restored at takeover",
+             &Options::xen_config),
+      StrOpt("net-hook", "SCRIPT",
+             "primary: run 'SCRIPT setup|teardown' per interface (env vifname, IFB, FTSYNC_DOMAIN) after the "
+             "network buffer is set up and before it is removed",
+             &Options::net_hook),
+      FlagOpt("no-compression",
+              "send pages uncompressed (this libftsync has no stream compression yet: pages are always sent "
+              "as they are)",
+              &Options::no_compression, true),
+      FlagOpt("blackhole",
+              "primary: checkpoints go to /dev/null and are acknowledged at once (no backup, no failover; "
+              "for measurement and debugging)",
+              &Options::blackhole, true),
       StrOpt("replica-dir", "DIR", "backup: replica directory (memory image, state)", &Options::replica_dir),
       FlagOpt("no-promote", "backup: keep the replica but never take over", &Options::promote, false),
+      FlagOpt("exit-after-promote",
+              "backup: exit once the taken-over guest runs (default: stay and watch it until it ends)",
+              &Options::exit_after_promote, true),
       StrOpt("control", "PATH", "unix socket for status, stats, failover, stop", &Options::control),
       StrOpt("config", "FILE", "read options from FILE (name = value lines) before the command line",
              &Options::config),
@@ -149,6 +175,7 @@ std::string HelpText() {
   Options d;
   std::ostringstream s;
   s << "usage: ftd primary --peer HOST:PORT [options]\n"
+       "       ftd primary --blackhole [options]\n"
        "       ftd backup [--listen HOST:PORT] [options]\n"
        "       ftd ctl [--control PATH] status|stats|stats-json|failover|stop\n\n"
        "ftd protects a virtual machine: the primary checkpoints it every epoch to the\n"
@@ -204,9 +231,22 @@ Status ParseOptions(int argc, char** argv, Options* out, std::string* help) {
   for (auto& [name, value] : cli)
     FTSYNC_RETURN_IF_ERROR(Apply(&o, name, value == "\x01" ? nullptr : &value, "command line"));
   if (argc < 2) return Status(Errc::kInvalidArgument, "missing role: ftd primary|backup|ctl (see ftd --help)");
-  if (o.role == RoleKind::kPrimary && o.peer.empty())
-    return Status(Errc::kInvalidArgument, "primary needs --peer HOST:PORT (the backup)");
-  if (!o.insecure_plaintext && (o.tls_ca.empty() || o.tls_cert.empty() || o.tls_key.empty()))
+  if (o.role == RoleKind::kPrimary && o.peer.empty() && !o.blackhole)
+    return Status(Errc::kInvalidArgument, "primary needs --peer HOST:PORT (the backup), or --blackhole");
+  if (o.blackhole && o.role != RoleKind::kPrimary)
+    return Status(Errc::kInvalidArgument, "--blackhole is a primary option");
+  if (o.hypervisor != "fake" && o.hypervisor != "qemu" && o.hypervisor != "xen")
+    return Status(Errc::kInvalidArgument, "--hypervisor must be fake, qemu or xen, not '" + o.hypervisor + "'");
+  if (o.hypervisor == "xen" && o.role == RoleKind::kPrimary && o.domain.empty())
+    return Status(Errc::kInvalidArgument, "--hypervisor xen needs --domain NAME|DOMID (the domain to protect)");
+  if (o.xen_suspend != "cooperative" && o.xen_suspend != "pause")
+    return Status(Errc::kInvalidArgument, "--xen-suspend must be cooperative or pause, not '" + o.xen_suspend + "'");
+  if (!o.net_hook.empty() && o.hypervisor != "xen")
+    return Status(Errc::kInvalidArgument, "--net-hook runs at the Xen network buffer's phases: it needs --hypervisor xen");
+  if (!o.net_hook.empty() && o.no_net_buffer)
+    return Status(Errc::kInvalidArgument,
+                  "--net-hook runs at the network buffer's phases, and --no-net-buffer turns the buffer off");
+  if (!o.insecure_plaintext && !o.blackhole && (o.tls_ca.empty() || o.tls_cert.empty() || o.tls_key.empty()))
     return Status(Errc::kInvalidArgument,
                   "TLS needs --tls-ca, --tls-cert and --tls-key (or --insecure-plaintext, which is insecure)");
   *out = o;

@@ -29,7 +29,7 @@ struct Options {
   int missed_heartbeats = 3;
   int reconnect_ms = 1000;
   // The protected domain.
-  std::string hypervisor = "fake";         // fake (in-memory, for tests) | qemu
+  std::string hypervisor = "fake";         // fake (in-memory, for tests) | qemu | xen
   uint64_t fake_frames = 4096;
   std::string fake_workload = "mixed";
   uint64_t fake_seed = 1;
@@ -43,9 +43,19 @@ struct Options {
   std::string tap = "ftsync0";             // host network device for the guest's NIC
   std::string console_log;                 // released console output (default RUN_DIR/console.log)
   bool no_net_buffer = false;              // unsafe: guest frames leave before their epoch is safe
+  // Xen (--hypervisor xen).
+  std::string domain;                      // primary: NAME or DOMID to protect; backup: name when restored
+  std::string xen_suspend = "cooperative"; // cooperative (restorable) | pause
+  int xen_calibrate = 2;                   // rounds of XenDomain::CalibrateUntrackedWrites
+  std::string xen_config;                  // backup: xl config for the restored domain
+  std::string net_hook;                    // primary: extra script at the network buffer's setup/teardown
+  // Stream.
+  bool no_compression = false;             // send pages uncompressed (see --help)
+  bool blackhole = false;                  // primary: checkpoints to /dev/null, acknowledged at once
   // Backup side.
   std::string replica_dir = "/var/lib/ftsync/replica";
   bool promote = true;                     // take over when the primary dies
+  bool exit_after_promote = false;         // backup: exit once the promoted guest runs
   // Control.
   std::string control = "/run/ftsync/ftd.sock";
   std::string config;                      // file read before the flags

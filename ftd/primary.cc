@@ -5,6 +5,7 @@
 #include <future>
 #include <sstream>
 
+#include "blackhole.h"
 #include "roles.h"
 
 namespace ftd {
@@ -39,6 +40,13 @@ class Primary : public Role {
   }
 
   Status Start() override {
+    if (o_.no_compression)
+      log_->Info("--no-compression: pages are sent uncompressed (this libftsync has no stream compression yet, "
+                 "so this is also the default)");
+    if (o_.blackhole) {
+      log_->Warn("--blackhole: checkpoints go to /dev/null and are acknowledged at once: NO backup, NO failover");
+      return StartGuest();
+    }
     if (!o_.insecure_plaintext) {
       auto ctx = MakeTlsContext({o_.tls_ca, o_.tls_cert, o_.tls_key}, false);
       if (!ctx.ok()) return ctx.status();
@@ -49,6 +57,10 @@ class Primary : public Role {
     auto ep = ParseEndpoint(io_, o_.peer);
     if (!ep.ok()) return ep.status();
     peer_ = *ep;
+    return StartGuest();
+  }
+
+  Status StartGuest() {
     auto g = LaunchGuest(o_, GuestContext{&io_, log_});
     if (!g.ok()) return g.status().Annotate("launch guest");
     guest_ = std::move(g).value();
@@ -61,7 +73,7 @@ class Primary : public Role {
   std::string StatusLine() override {
     std::lock_guard<std::mutex> l(mu_);
     std::ostringstream s;
-    s << "role=primary state=" << state_ << " backup=" << o_.peer;
+    s << "role=primary state=" << state_ << " backup=" << (o_.blackhole ? "blackhole" : o_.peer);
     if (cp_) s << " session=" << std::hex << cp_->session() << std::dec << " epoch=" << cp_->next_epoch()
                << " acked=" << cp_->last_acked_epoch();
     s << " sessions=" << sessions_;
@@ -181,8 +193,9 @@ class Primary : public Role {
       }
       if (!have_session && NowNs() >= next_attempt) {
         next_attempt = NowNs() + static_cast<uint64_t>(o_.reconnect_ms) * 1000000;
-        auto conn = Connect();
-        if (!conn.ok()) {
+        if (o_.blackhole) {
+          StartBlackholeSession();
+        } else if (auto conn = Connect(); !conn.ok()) {
           SetState("unprotected");
           log_->Warn(conn.status().ToString() + ": the VM runs UNPROTECTED until a backup answers");
         } else {
@@ -273,6 +286,35 @@ class Primary : public Role {
     engine_done_ = true;
   }
 
+  // A session whose stream goes to /dev/null (--blackhole).
+  void StartBlackholeSession() {
+    std::shared_ptr<ftsync::Checkpointer> old;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      old = std::move(cp_);
+    }
+    old.reset();  // before its pipes go
+    blackhole_ = std::make_unique<Blackhole>();
+    ftsync::CheckpointerOptions co;
+    co.max_in_flight = o_.max_in_flight;
+    co.logger = log_;
+    auto cp = std::make_shared<ftsync::Checkpointer>(guest_->domain(), &blackhole_->sink(), &blackhole_->source(), co);
+    for (ftsync::CheckpointDevice* d : guest_->devices()) (void)cp->AddDevice(d);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cp_ = cp;
+      state_ = "syncing";
+      ++sessions_;
+    }
+    Status s = cp->Start();
+    if (s.ok()) {
+      SetState("protected");
+      log_->Info("blackhole: epoch 0 sent to /dev/null, " + std::to_string(cp->stats().last.bytes_wire) + " bytes");
+    } else {
+      EndSession(s);
+    }
+  }
+
   void HeartbeatLoop() {
     const uint64_t timeout = static_cast<uint64_t>(o_.heartbeat_ms) * o_.missed_heartbeats * 1000000;
     // Runs until the engine is done: a stop waits for the last ACKs, and a
@@ -306,6 +348,7 @@ class Primary : public Role {
   std::atomic<bool> engine_done_{false};
   bool guest_failed_ = false;  // engine thread only
   uint64_t epoch_start_ns_ = 0;  // engine thread only
+  std::unique_ptr<Blackhole> blackhole_;  // engine thread; outlives cp_
   std::mutex mu_;
   std::shared_ptr<ftsync::Checkpointer> cp_;
   std::shared_ptr<Connection> conn_;

@@ -2,7 +2,7 @@
 # Installs the Debian packages ftsync needs, only those missing. Idempotent.
 #   scripts/install-deps.sh build   compilers, libraries, test framework
 set -eu
-pkgs="g++ gcc make pkg-config libxen-dev libboost-dev zlib1g-dev catch2 libxxhash-dev libzstd-dev libssl-dev openssl nlohmann-json3-dev qemu-system-x86 iproute2 python3 busybox-static cpio gzip libc6-dev"
+pkgs="g++ gcc make pkg-config libxen-dev libnl-3-dev libnl-route-3-dev libboost-dev zlib1g-dev catch2 libxxhash-dev libzstd-dev libssl-dev openssl nlohmann-json3-dev qemu-system-x86 iproute2 python3 busybox-static cpio gzip libc6-dev"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

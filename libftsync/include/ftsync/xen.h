@@ -1,45 +1,73 @@
 // ftsync: the Xen backend (Xen 4.17 libxc, run in dom0 as root).
 //
 //   XenDomain   the Domain seam over a running HVM or PVH guest:
-//     FrameCount      xc_domain_maximum_gpfn + 1 (not nr_pages: a guest's
-//                     frames are not contiguous; PVH/HVM guests have holes
-//                     and special pages (xenstore, console, ...) just below
-//                     gfn 0xff000, so nr_pages would miss frames, and the
-//                     contract says a frame is never missed). The span can
-//                     be far larger than the guest's RAM (a 128 MB PVH guest
-//                     spans ~4 GiB of gfns); XenDomainOptions::max_frames
-//                     caps it for tests that keep the replica in RAM.
+//     FrameCount      the domain's populated guest frames. Open scans every
+//                     gfn in [0, max_gpfn] once (XEN_DOMCTL_getpageframeinfo3,
+//                     1024 gfns per call) and numbers the populated ones
+//                     densely: frame i is the i-th populated gfn (layout()).
+//                     A PVH/HVM guest's gfn span has holes (a 128 MB PVH
+//                     guest spans 0xff000 gfns, ~4 GiB: RAM below 128 MB plus
+//                     special pages just below gfn 0xff000), so the replica
+//                     holds only real frames (memory.img ~ the guest's RAM,
+//                     nothing for the holes). Xen's own pages mapped into the
+//                     physmap (shared info, grant frames) count as holes, as
+//                     in Xen's own save. A gfn populated after Open (balloon
+//                     up, memory hotplug) is caught, never silently missed:
+//                     FetchAndClearDirty sees its dirty bit outside the
+//                     layout (or max_gpfn grown) and fails with
+//                     kFailedPrecondition ("layout changed: resynchronise"),
+//                     having put every in-layout bit back.
 //     Enable/DisableDirtyLog  xc_shadow_control(ENABLE_LOGDIRTY / OFF);
 //                     log-dirty already on (EINVAL on 4.17 HAP) is adopted.
 //                     Needs HAP (HVM/PVH) or shadow paging; the Debian
 //                     4.17.7 hypervisor compiles shadow paging out, so a
 //                     PV guest fails with errno 95 (kNotSupported).
-//     FetchAndClearDirty  xc_logdirty_control(CLEAN) into a hypercall
-//                     buffer, whose layout (bit pfn%64 of 64-bit word
-//                     pfn/64, little-endian unsigned long) is DirtyBitmap's;
+//     FetchAndClearDirty  xc_logdirty_control(CLEAN) over the gfn span into a
+//                     hypercall buffer, mapped to frames through the layout;
 //                     merged with the software bitmap Redirty fills.
-//     Suspend/Resume  xc_domain_pause / xc_domain_unpause (see xen_domain.cc
-//                     for why this is a consistent checkpoint for PVH).
-//     ReadFrames      xenforeignmemory_map(PROT_READ) by gfn, per-frame
-//                     err[] -> errors[i], memcpy, unmap.
-//     SaveState/RestoreState  xc_domain_hvm_getcontext / setcontext: the
-//                     HVM/PVH CPU context blob (per-vCPU registers, LAPIC,
-//                     MTRR, timers...; Xen's HVM save format, opaque here).
-//                     No device-model state: PVH has no device model.
+//     PeekDirty       xc_logdirty_control(PEEK): the same bits, log not
+//                     cleared. Xen cannot re-protect single pages, so a
+//                     per-page re-arm is not offered.
+//     Suspend/Resume  XenSuspend::kPause: xc_domain_pause/unpause (< 1 ms;
+//                     memory-consistent, see xen_domain.cc; NOT restorable
+//                     by Xen's restore path for a PV-aware guest, whose
+//                     event channels, timers and vcpu_info live in the
+//                     hypervisor). XenSuspend::kCooperative: the guest's own
+//                     suspend (xenstore control/shutdown = "suspend", wait
+//                     for SHUTDOWN_suspend) and fast resume
+//                     (xc_domain_resume(fast=1): the guest sees a cancelled
+//                     suspend and carries on); a checkpoint taken so is a
+//                     standard suspended image: restored elsewhere, the guest
+//                     sees a completed suspend and reconnects everything.
+//                     Costs 100-350 ms per checkpoint nested; what Remus does.
+//     ReadFrames      frames -> gfns, xenforeignmemory_map(PROT_READ),
+//                     per-frame err[] -> errors[i], memcpy, unmap.
+//     SaveState       everything a restore needs (xen/xen_state.h): HVM
+//                     context (xc_domain_hvm_getcontext: per-vCPU registers,
+//                     LAPIC, MTRR, timers...), the HVM params Xen's own save
+//                     sends, TSC info, vCPU count, memory limits, CPUID/MSR
+//                     policy, the frame layout, and whether the guest sat in
+//                     a cooperative suspend. RestoreState loads the HVM
+//                     context of such a blob into a live domain of the same
+//                     shape (xc_domain_hvm_setcontext).
+//
+//   RestoreXenDomainFromReplica  failover: a new domain from a replica's
+//                     last complete epoch, through libxl's restore path (see
+//                     below).
 //
 // Untracked writes: Xen rewrites the guest's registered vcpu_info (time
 // info) without marking it in the log (see CalibrateUntrackedWrites); set
 // XenDomainOptions::calibrate_rounds (the nested-Xen test uses 2) or the
 // replica can differ in that frame.
 //
-// Libraries: -lxenctrl -lxenforeignmemory. libftsync references them weakly
-// (it still links with -Wl,--no-undefined on hosts without them, and
-// Open() then fails with kNotSupported), so link them with
-// -Wl,--no-as-needed: Debian's default --as-needed drops a library that
-// only satisfies weak references. Every failure names the libxc
-// call and errno: no such domain (kNotFound), not privileged (EPERM/EACCES
-// opening /dev/xen/privcmd: kIoError "run as root in dom0"), log-dirty not
-// supported (EOPNOTSUPP, kNotSupported).
+// Libraries: -lxenctrl -lxenforeignmemory -lxenguest -lxenstore (XEN_LIBS,
+// mk/xen.mk). libftsync references them weakly (it still links with
+// -Wl,--no-undefined on hosts without them, and Open() then fails with
+// kNotSupported), so link them with -Wl,--no-as-needed: Debian's default
+// --as-needed drops a library that only satisfies weak references. Every
+// failure names the libxc call and errno: no such domain (kNotFound), not
+// privileged (EPERM/EACCES opening /dev/xen/privcmd: kIoError "run as root
+// in dom0"), log-dirty not supported (EOPNOTSUPP, kNotSupported).
 #ifndef FTSYNC_XEN_H_
 #define FTSYNC_XEN_H_
 
@@ -56,12 +84,23 @@
 
 namespace ftsync {
 
+enum class XenSuspend {
+  kPause,        // xc_domain_pause / unpause
+  kCooperative,  // guest suspend via xenstore + xc_domain_resume(fast)
+};
+
 struct XenDomainOptions {
-  // 0: FrameCount = max gpfn + 1. Otherwise at most this many frames
-  // (frames above are then NOT replicated; for tests only).
-  uint64_t max_frames = 0;
   // Rounds of CalibrateUntrackedWrites run by EnableDirtyLog (0: none).
   int calibrate_rounds = 0;
+  XenSuspend suspend = XenSuspend::kPause;
+  // kCooperative: how long the guest may take to reach SHUTDOWN_suspend.
+  int suspend_timeout_ms = 10000;
+};
+
+// A run of populated guest frames: gfns [gfn, gfn + count).
+struct XenGfnRange {
+  uint64_t gfn;
+  uint64_t count;
 };
 
 class XenDomain : public Domain {
@@ -79,6 +118,8 @@ class XenDomain : public Domain {
   Status EnableDirtyLog() override;
   Status DisableDirtyLog() override;
   Status FetchAndClearDirty(DirtyBitmap* out) override;
+  // Like FetchAndClearDirty without clearing anything (XEN_DOMCTL_SHADOW_OP_PEEK).
+  Status PeekDirty(DirtyBitmap* out);
   Status Redirty(std::span<const uint64_t> pfns) override;
   Status Suspend() override;
   Status Resume() override;
@@ -101,21 +142,30 @@ class XenDomain : public Domain {
   const std::vector<uint64_t>& untracked_frames() const { return untracked_; }
 
   uint32_t domid() const { return domid_; }
-  // xc_domain_maximum_gpfn as read at Open (before any max_frames cap).
+  // xc_domain_maximum_gpfn as read at Open.
   uint64_t max_gpfn() const { return max_gpfn_; }
+  // The populated gfns, ascending; frame i is the i-th gfn they enumerate.
+  const std::vector<XenGfnRange>& layout() const { return layout_; }
+  // ReadFrames by guest frame number, any gfn (holes give per-frame errors).
+  Status ReadGfns(std::span<const uint64_t> gfns, uint8_t* dst, std::span<int> errors);
+  // Guest frame number of frame `frame` (< FrameCount()).
+  uint64_t GfnOfFrame(uint64_t frame) const { return gfn_of_[frame]; }
   // Pages the domain owns (tot_pages) at Open.
   uint64_t nr_pages() const { return nr_pages_; }
-  // Dirty frames the hypervisor reported at the last FetchAndClearDirty
-  // (before merging the software bitmap and before any max_frames cap).
+  // Dirty gfns the hypervisor reported at the last FetchAndClearDirty
+  // (before merging the software bitmap).
   uint64_t last_hw_dirty() const { return last_hw_dirty_; }
 
  private:
   struct Handles;
-  XenDomain(uint32_t domid, std::unique_ptr<Handles> h, uint64_t frames, uint64_t max_gpfn,
-            uint64_t nr_pages);
+  XenDomain(uint32_t domid, std::unique_ptr<Handles> h, std::vector<XenGfnRange> layout,
+            uint64_t max_gpfn, uint64_t nr_pages, XenDomainOptions options);
 
   uint32_t domid_;
   std::unique_ptr<Handles> h_;
+  std::vector<XenGfnRange> layout_;
+  std::vector<uint64_t> gfn_of_;
+  XenDomainOptions options_;
   uint64_t frames_;
   uint64_t max_gpfn_;
   uint64_t nr_pages_;
@@ -125,10 +175,37 @@ class XenDomain : public Domain {
   DirtyBitmap redirty_;
   std::vector<uint64_t> untracked_;
   DirtyBitmap last_hw_bits_;  // what the last CLEAN reported
-  int calibrate_rounds_ = 0;
+  bool suspended_ = false;  // cooperative suspend in effect
   Status HashAll(std::vector<uint64_t>* hashes);
   Status EnsureBitmap();
+  Status LogDirtyOp(int op, DirtyBitmap* out, bool clear);
+  Status CooperativeSuspend();
 };
+
+// Failover: creates a new domain from `replica_dir`'s last complete epoch
+// (memory.img + the state XenDomain::SaveState saved) and returns its domid.
+struct XenRestoreOptions {
+  std::string name;          // name of the new domain (xl config's name is replaced)
+  std::string xl_config;     // path of the domain's xl config file (as given to xl create)
+  bool paused = false;       // leave the new domain paused
+};
+// Creates a new domain from `replica_dir`'s last complete epoch (memory.img +
+// saved CPU/platform state) and returns its domid.
+//
+// How: writes a standard Xen save image (xl save-file header + libxl v2 +
+// libxc v3 migration stream, src/xen/migv2_writer.h) next to the replica
+// (replica_dir/restore.xlsave, removed afterwards) and runs
+// `xl restore [-p] IMAGE`, with the xl config (its `name` replaced by
+// options.name) embedded in the image, so xenstore, console and devices
+// come up as for any `xl restore`. Requires an epoch saved in
+// XenSuspend::kCooperative mode (a paused-only checkpoint of a PV-aware
+// guest cannot resume: kFailedPrecondition says so), `xl` in PATH, root in
+// dom0. Errors: kNotFound (no complete epoch, no config file), kCorruption
+// (state.bin not a Xen state, memory.img size not the layout's),
+// kFailedPrecondition (not a cooperative checkpoint; a domain named options.name
+// exists), kIoError with xl's own output when xl restore fails.
+Result<uint32_t> RestoreXenDomainFromReplica(const std::string& replica_dir,
+                                             const XenRestoreOptions& options);
 
 }  // namespace ftsync
 

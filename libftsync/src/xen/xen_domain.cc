@@ -1,29 +1,33 @@
 // ftsync: XenDomain, the Domain seam over Xen 4.17's libxc (see xen.h).
 //
-// Why pause/unpause is a consistent checkpoint here (and not the guest's
-// cooperative suspend that libxl's Remus uses):
-//  - xc_domain_pause deschedules every vCPU synchronously: when it returns
-//    no vCPU runs, so guest memory and the HVM context stop changing.
-//  - A PVH guest has no device model (no QEMU writing guest RAM); the only
-//    other writers are dom0 PV backends (netback/blkback grant copies), and
-//    Xen marks those writes in the log-dirty bitmap too, so the log stays
-//    exact while paused: two CLEANs in a row while paused return 0 pages
-//    (measured, LAB.md).
-//  - The guest-cooperative suspend (xl/libxl Remus: the guest's kernel
-//    quiesces its frontends and parks its vCPUs) exists so a checkpoint
-//    can be resumed on another host with freshly reconnected PV devices,
-//    and costs 130-350 ms here nested; pause costs < 1 ms. The price: at
-//    failover the replica's PV rings may hold in-flight requests, and the
-//    restore side must reconnect/replay devices (not done yet: the probe
-//    guest has none). CPU state comes from xc_domain_hvm_getcontext, which
-//    Xen produces for any paused HVM/PVH domain without guest help.
+// Two ways to stop the guest for a checkpoint (XenSuspend):
+//  - kPause, xc_domain_pause: deschedules every vCPU synchronously, so
+//    guest memory and the HVM context stop changing. A PVH guest has no
+//    device model; dom0's PV backends write through grant copies, which Xen
+//    logs, so the log stays exact while paused (two CLEANs in a row while
+//    paused return 0 pages). The image is memory-consistent (the replica
+//    equals the paused guest), but a PV-aware guest (every Linux on Xen)
+//    keeps state in the hypervisor that no save stream carries: event
+//    channel bindings (its timer VIRQ, IPIs, xenstore and console ports),
+//    its registered vcpu_info and shared-info mapping. A domain restored
+//    from such an image has no timer interrupt and no event channels; it
+//    never runs again. < 1 ms nested.
+//  - kCooperative, the guest's own suspend (what xl save / Remus use): the
+//    guest's kernel quiesces its frontends and issues SCHEDOP_shutdown
+//    (suspend); Resume is xc_domain_resume(fast=1), which makes that
+//    hypercall return 1 ("cancelled") so the guest carries on without
+//    reconnecting. Restored from the image, the hypercall returns 0 and the
+//    guest rebinds everything. 100-350 ms nested.
 #include "ftsync/xen.h"
+
+#include "xen/xen_state.h"
 
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -39,6 +43,11 @@
 extern "C" {
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
+#include <xenguest.h>
+#include <xenstore.h>
+// Exported by libxenctrl 4.17 (XEN_DOMCTL_getpageframeinfo3) but declared
+// only in its private header.
+int xc_get_pfn_type_batch(xc_interface* xch, uint32_t dom, unsigned int num, xen_pfn_t* arr);
 }
 #pragma pop_macro("__STRICT_ANSI__")
 
@@ -62,6 +71,19 @@ extern "C" {
 #pragma weak xenforeignmemory_close
 #pragma weak xenforeignmemory_map
 #pragma weak xenforeignmemory_unmap
+#pragma weak xc_get_pfn_type_batch
+#pragma weak xc_hvm_param_get
+#pragma weak xc_domain_get_tsc_info
+#pragma weak xc_version
+#pragma weak xc_domain_resume
+#pragma weak xc_cpu_policy_init
+#pragma weak xc_cpu_policy_destroy
+#pragma weak xc_cpu_policy_get_domain
+#pragma weak xc_cpu_policy_serialise
+#pragma weak xs_open
+#pragma weak xs_close
+#pragma weak xs_write
+#pragma weak xs_resume_domain
 
 namespace ftsync {
 namespace {
@@ -88,22 +110,64 @@ Status XenErr(int err, const std::string& what, uint32_t domid) {
 struct XenDomain::Handles {
   xc_interface* xch = nullptr;
   xenforeignmemory_handle* fmem = nullptr;
+  struct xs_handle* xsh = nullptr;
   // Hypercall-safe buffer for the log-dirty bitmap (allocated on first use).
   xc_hypercall_buffer_t bitmap{};
   int bitmap_pages = 0;
 
   ~Handles() {
     if (xch && bitmap.hbuf) xc__hypercall_buffer_free_pages(xch, &bitmap, bitmap_pages);
+    if (xsh) xs_close(xsh);
     if (fmem) xenforeignmemory_close(fmem);
     if (xch) xc_interface_close(xch);
   }
 };
 
-XenDomain::XenDomain(uint32_t domid, std::unique_ptr<Handles> h, uint64_t frames,
-                     uint64_t max_gpfn, uint64_t nr_pages)
-    : domid_(domid), h_(std::move(h)), frames_(frames), max_gpfn_(max_gpfn),
-      nr_pages_(nr_pages), redirty_(frames) {}
+namespace {
 
+std::string Hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+// Populated gfns of `domid` in [0, span): XEN_DOMCTL_getpageframeinfo3 in
+// batches of 1024 (its limit). XTAB (not populated, or a Xen page mapped in
+// the physmap) and BROKEN are holes.
+Status ScanLayout(xc_interface* xch, uint32_t domid, uint64_t span,
+                  std::vector<XenGfnRange>* layout) {
+  layout->clear();
+  constexpr unsigned kBatch = 1024;
+  std::vector<xen_pfn_t> arr(kBatch);
+  for (uint64_t base = 0; base < span; base += kBatch) {
+    const unsigned n = static_cast<unsigned>(std::min<uint64_t>(kBatch, span - base));
+    for (unsigned i = 0; i < n; ++i) arr[i] = base + i;
+    if (xc_get_pfn_type_batch(xch, domid, n, arr.data()) != 0)
+      return XenErr(errno, "xc_get_pfn_type_batch(gfn " + Hex(base) + ")", domid);
+    for (unsigned i = 0; i < n; ++i) {
+      const uint64_t type = arr[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
+      if (type == XEN_DOMCTL_PFINFO_XTAB || type == XEN_DOMCTL_PFINFO_BROKEN) continue;
+      const uint64_t gfn = base + i;
+      if (!layout->empty() && layout->back().gfn + layout->back().count == gfn)
+        ++layout->back().count;
+      else
+        layout->push_back({gfn, 1});
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+XenDomain::XenDomain(uint32_t domid, std::unique_ptr<Handles> h, std::vector<XenGfnRange> layout,
+                     uint64_t max_gpfn, uint64_t nr_pages, XenDomainOptions options)
+    : domid_(domid), h_(std::move(h)), layout_(std::move(layout)), options_(options),
+      frames_(0), max_gpfn_(max_gpfn), nr_pages_(nr_pages) {
+  for (const XenGfnRange& r : layout_)
+    for (uint64_t i = 0; i < r.count; ++i) gfn_of_.push_back(r.gfn + i);
+  frames_ = gfn_of_.size();
+  redirty_.Resize(frames_);
+}
 
 XenDomain::~XenDomain() {
   if (paused_) (void)Resume();
@@ -113,10 +177,13 @@ XenDomain::~XenDomain() {
 Result<std::unique_ptr<XenDomain>> XenDomain::Open(uint32_t domid, XenDomainOptions options) {
   if (domid == 0) return Status(Errc::kInvalidArgument, "xen: domain 0 cannot be protected");
   if (!xc_interface_open || !xenforeignmemory_open || !xc_logdirty_control ||
-      !xenforeignmemory_map || !xc_domain_hvm_getcontext)
+      !xenforeignmemory_map || !xc_domain_hvm_getcontext || !xc_get_pfn_type_batch)
     return Status(Errc::kNotSupported,
                   "xen: this program was linked without libxenctrl/libxenforeignmemory "
-                  "(-lxenctrl -lxenforeignmemory)");
+                  "(-lxenctrl -lxenforeignmemory -lxenguest -lxenstore)");
+  if (options.suspend == XenSuspend::kCooperative && (!xs_open || !xc_domain_resume))
+    return Status(Errc::kNotSupported,
+                  "xen: cooperative suspend needs libxenstore and libxenguest (-lxenstore -lxenguest)");
   auto h = std::make_unique<Handles>();
   h->xch = xc_interface_open(&g_null_logger, &g_null_logger, 0);
   if (!h->xch) {
@@ -141,15 +208,20 @@ Result<std::unique_ptr<XenDomain>> XenDomain::Open(uint32_t domid, XenDomainOpti
                   "xen: domain " + std::to_string(domid) +
                       " is PV; only HVM/PVH guests are supported (gfn-addressed foreign maps, "
                       "HAP log-dirty)");
+  if (options.suspend == XenSuspend::kCooperative) {
+    h->xsh = xs_open(0);
+    if (!h->xsh) return XenErr(errno, "xs_open (xenstore, for cooperative suspend)", domid);
+  }
 
   xen_pfn_t max_gpfn = 0;
   if (xc_domain_maximum_gpfn(h->xch, domid, &max_gpfn) < 0)
     return XenErr(errno, "xc_domain_maximum_gpfn", domid);
-  uint64_t frames = uint64_t{max_gpfn} + 1;
-  if (options.max_frames && frames > options.max_frames) frames = options.max_frames;
-  std::unique_ptr<XenDomain> d(new XenDomain(domid, std::move(h), frames, max_gpfn, info.nr_pages));
-  d->calibrate_rounds_ = options.calibrate_rounds;
-  return d;
+  std::vector<XenGfnRange> layout;
+  FTSYNC_RETURN_IF_ERROR(ScanLayout(h->xch, domid, uint64_t{max_gpfn} + 1, &layout));
+  if (layout.empty())
+    return Status(Errc::kNotFound, "xen: domain " + std::to_string(domid) + " has no populated frames");
+  return std::unique_ptr<XenDomain>(
+      new XenDomain(domid, std::move(h), std::move(layout), max_gpfn, info.nr_pages, options));
 }
 
 std::string XenDomain::Name() const { return "xen:" + std::to_string(domid_); }
@@ -162,8 +234,7 @@ Status XenDomain::EnableDirtyLog() {
     // already on (another handle or process). Adopt it when a PEEK of zero
     // pages succeeds (it fails with EINVAL when log-dirty is off): the log
     // then reports at least every frame written from now on (extra frames
-    // are allowed). Not OFF+ENABLE: re-enabling on a running guest killed
-    // it (triple fault) in 2 of 5 nested runs.
+    // are allowed).
     const int saved = errno;
     Status b = EnsureBitmap();
     xc_shadow_op_stats_t stats{};
@@ -175,7 +246,7 @@ Status XenDomain::EnableDirtyLog() {
   }
   if (rc < 0) return XenErr(errno, "xc_shadow_control(ENABLE_LOGDIRTY)", domid_);
   logdirty_on_ = true;
-  if (calibrate_rounds_ > 0) return CalibrateUntrackedWrites(calibrate_rounds_);
+  if (options_.calibrate_rounds > 0) return CalibrateUntrackedWrites(options_.calibrate_rounds);
   return Status::OK();
 }
 
@@ -238,7 +309,8 @@ Status XenDomain::DisableDirtyLog() {
 }
 
 Status XenDomain::EnsureBitmap() {
-  const size_t bytes = (frames_ + 63) / 64 * 8;
+  const uint64_t span = max_gpfn_ + 1;
+  const size_t bytes = (span + 63) / 64 * 8;
   const int pages = static_cast<int>((bytes + 4095) / 4096);
   if (h_->bitmap.hbuf && h_->bitmap_pages >= pages) return Status::OK();
   if (h_->bitmap.hbuf) xc__hypercall_buffer_free_pages(h_->xch, &h_->bitmap, h_->bitmap_pages);
@@ -250,28 +322,92 @@ Status XenDomain::EnsureBitmap() {
   return Status::OK();
 }
 
-Status XenDomain::FetchAndClearDirty(DirtyBitmap* out) {
+// CLEAN or PEEK over the whole gfn span, mapped to frames through the
+// layout. Dirty gfns outside the layout that are populated now mean the
+// layout changed: the in-layout bits are put back (redirty_) and the call
+// fails, so no write is lost and the caller resynchronises.
+Status XenDomain::LogDirtyOp(int op, DirtyBitmap* out, bool clear) {
   if (!logdirty_on_)
-    return Status(Errc::kFailedPrecondition, Name() + ": FetchAndClearDirty without dirty log");
+    return Status(Errc::kFailedPrecondition,
+                  Name() + (clear ? ": FetchAndClearDirty" : ": PeekDirty") + " without dirty log");
   static_assert(sizeof(unsigned long) == sizeof(uint64_t), "Xen bitmap words are unsigned long");
-  const uint64_t words = (frames_ + 63) / 64;
-  const size_t bytes = words * 8;
+  const uint64_t span = max_gpfn_ + 1;
+  const uint64_t words = (span + 63) / 64;
   FTSYNC_RETURN_IF_ERROR(EnsureBitmap());
-  std::memset(h_->bitmap.hbuf, 0, bytes);
+  std::memset(h_->bitmap.hbuf, 0, words * 8);
   xc_shadow_op_stats_t stats{};
-  long long rc = xc_logdirty_control(h_->xch, domid_, XEN_DOMCTL_SHADOW_OP_CLEAN, &h_->bitmap,
-                                     frames_, 0, &stats);
-  if (rc < 0) return XenErr(errno, "xc_logdirty_control(CLEAN)", domid_);
-  last_hw_dirty_ = stats.dirty_count;
-  // From here on the log is cleared: nothing may fail.
+  long long rc = xc_logdirty_control(h_->xch, domid_, op, &h_->bitmap, span, 0, &stats);
+  if (rc < 0)
+    return XenErr(errno, clear ? "xc_logdirty_control(CLEAN)" : "xc_logdirty_control(PEEK)", domid_);
+  const uint64_t* hw = static_cast<const uint64_t*>(h_->bitmap.hbuf);
   out->Resize(frames_);
-  std::memcpy(out->words(), h_->bitmap.hbuf, bytes);
-  if (frames_ % 64) out->words()[words - 1] &= (uint64_t{1} << (frames_ % 64)) - 1;
-  last_hw_bits_ = *out;
+  uint64_t frame = 0, in_layout = 0;
+  uint64_t next_gfn = 0;  // first gfn not yet covered by a range
+  std::vector<uint64_t> outside;
+  auto note_outside = [&](uint64_t from, uint64_t to) {  // dirty gfns in [from, to)
+    for (uint64_t w = from / 64; w < (to + 63) / 64 && w < words; ++w) {
+      uint64_t bits = hw[w];
+      while (bits) {
+        const uint64_t g = w * 64 + __builtin_ctzll(bits);
+        bits &= bits - 1;
+        if (g >= from && g < to && outside.size() < 64) outside.push_back(g);
+      }
+    }
+  };
+  for (const XenGfnRange& r : layout_) {
+    note_outside(next_gfn, r.gfn);
+    for (uint64_t i = 0; i < r.count; ++i, ++frame) {
+      const uint64_t g = r.gfn + i;
+      if ((hw[g >> 6] >> (g & 63)) & 1) {
+        out->Set(frame);
+        ++in_layout;
+      }
+    }
+    next_gfn = r.gfn + r.count;
+  }
+  note_outside(next_gfn, span);
+  if (clear) {
+    last_hw_dirty_ = stats.dirty_count;
+    last_hw_bits_ = *out;
+  }
   for (uint64_t p : untracked_) out->Set(p);
   out->Merge(redirty_);
-  redirty_.ClearAll();
+  if (!outside.empty()) {
+    // Xen's own pages (shared info, grant frames) may be marked too: only a
+    // gfn that is populated now is a layout change.
+    std::vector<xen_pfn_t> arr(outside.begin(), outside.end());
+    if (xc_get_pfn_type_batch(h_->xch, domid_, static_cast<unsigned>(arr.size()), arr.data()) == 0) {
+      for (size_t i = 0; i < arr.size(); ++i) {
+        const uint64_t type = arr[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
+        if (type == XEN_DOMCTL_PFINFO_XTAB || type == XEN_DOMCTL_PFINFO_BROKEN) continue;
+        if (clear) redirty_.Merge(*out);
+        return Status(Errc::kFailedPrecondition,
+                      Name() + ": gfn " + Hex(outside[i]) +
+                          " was populated after Open (memory layout changed, e.g. balloon); "
+                          "open the domain again and resynchronise");
+      }
+    }
+  }
+  if (clear) {
+    xen_pfn_t now = 0;
+    if (xc_domain_maximum_gpfn(h_->xch, domid_, &now) == 0 && now > max_gpfn_) {
+      redirty_.Merge(*out);
+      return Status(Errc::kFailedPrecondition,
+                    Name() + ": max gpfn grew from " + Hex(max_gpfn_) + " to " + Hex(now) +
+                        " (memory layout changed); open the domain again and resynchronise");
+    }
+    redirty_.ClearAll();
+  }
+  (void)in_layout;
   return Status::OK();
+}
+
+Status XenDomain::FetchAndClearDirty(DirtyBitmap* out) {
+  return LogDirtyOp(XEN_DOMCTL_SHADOW_OP_CLEAN, out, true);
+}
+
+Status XenDomain::PeekDirty(DirtyBitmap* out) {
+  return LogDirtyOp(XEN_DOMCTL_SHADOW_OP_PEEK, out, false);
 }
 
 Status XenDomain::Redirty(std::span<const uint64_t> pfns) {
@@ -284,13 +420,60 @@ Status XenDomain::Redirty(std::span<const uint64_t> pfns) {
   return Status::OK();
 }
 
+Status XenDomain::CooperativeSuspend() {
+  const std::string path = "/local/domain/" + std::to_string(domid_) + "/control/shutdown";
+  if (!xs_write(h_->xsh, XBT_NULL, path.c_str(), "suspend", 7))
+    return XenErr(errno, "xs_write(" + path + ", suspend)", domid_);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.suspend_timeout_ms);
+  for (int spin = 0;; ++spin) {
+    xc_dominfo_t info{};
+    int n = xc_domain_getinfo(h_->xch, domid_, 1, &info);
+    if (n < 0) return XenErr(errno, "xc_domain_getinfo (waiting for suspend)", domid_);
+    if (n != 1 || info.domid != domid_ || info.dying)
+      return Status(Errc::kNotFound, Name() + ": domain vanished while suspending");
+    if (info.shutdown) {
+      if (info.shutdown_reason == SHUTDOWN_suspend) return Status::OK();
+      return Status(Errc::kFailedPrecondition,
+                    Name() + ": guest shut down (reason " + std::to_string(info.shutdown_reason) +
+                        ") instead of suspending");
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      (void)xs_write(h_->xsh, XBT_NULL, path.c_str(), "", 0);  // withdraw the request
+      return Status(Errc::kBusy, Name() + ": guest did not suspend within " +
+                                     std::to_string(options_.suspend_timeout_ms) +
+                                     " ms (no PV suspend support, or hung?)");
+    }
+    // Poll fast first: a suspend usually completes within a few ms of the
+    // guest seeing the watch.
+    std::this_thread::sleep_for(std::chrono::microseconds(spin < 200 ? 100 : 1000));
+  }
+}
+
 Status XenDomain::Suspend() {
+  if (options_.suspend == XenSuspend::kCooperative) {
+    FTSYNC_RETURN_IF_ERROR(CooperativeSuspend());
+    suspended_ = true;
+    paused_ = true;
+    return Status::OK();
+  }
   if (xc_domain_pause(h_->xch, domid_) < 0) return XenErr(errno, "xc_domain_pause", domid_);
   paused_ = true;
   return Status::OK();
 }
 
 Status XenDomain::Resume() {
+  if (suspended_) {
+    // fast=1: the guest's suspend hypercall returns 1 (cancelled), so it
+    // resumes in place without reconnecting anything.
+    if (xc_domain_resume(h_->xch, domid_, 1) < 0) return XenErr(errno, "xc_domain_resume(fast)", domid_);
+    // As libxl does after a cancelled suspend: xenstored clears its own
+    // "shut down" mark, so a later real shutdown still fires @releaseDomain.
+    if (xs_resume_domain) (void)xs_resume_domain(h_->xsh, domid_);
+    suspended_ = false;
+    paused_ = false;
+    return Status::OK();
+  }
   if (xc_domain_unpause(h_->xch, domid_) < 0) return XenErr(errno, "xc_domain_unpause", domid_);
   paused_ = false;
   return Status::OK();
@@ -299,14 +482,27 @@ Status XenDomain::Resume() {
 Status XenDomain::ReadFrames(std::span<const uint64_t> pfns, uint8_t* dst, std::span<int> errors) {
   if (errors.size() != pfns.size())
     return Status(Errc::kInvalidArgument, Name() + ": ReadFrames: errors.size() != pfns.size()");
-  if (pfns.empty()) return Status::OK();
+  std::vector<uint64_t> gfns(pfns.size());
+  for (size_t i = 0; i < pfns.size(); ++i) {
+    if (pfns[i] >= frames_)
+      return Status(Errc::kInvalidArgument,
+                    Name() + ": ReadFrames: frame " + std::to_string(pfns[i]) + " >= frame count");
+    gfns[i] = gfn_of_[pfns[i]];
+  }
+  return ReadGfns(gfns, dst, errors);
+}
+
+Status XenDomain::ReadGfns(std::span<const uint64_t> gfns, uint8_t* dst, std::span<int> errors) {
+  if (errors.size() != gfns.size())
+    return Status(Errc::kInvalidArgument, Name() + ": ReadGfns: errors.size() != gfns.size()");
+  if (gfns.empty()) return Status::OK();
   constexpr size_t kPage = 4096;
   constexpr size_t kChunk = 1024;  // frames per privcmd batch
   std::vector<xen_pfn_t> arr;
   std::vector<int> err;
-  for (size_t base = 0; base < pfns.size(); base += kChunk) {
-    const size_t n = std::min(kChunk, pfns.size() - base);
-    arr.assign(pfns.begin() + base, pfns.begin() + base + n);
+  for (size_t base = 0; base < gfns.size(); base += kChunk) {
+    const size_t n = std::min(kChunk, gfns.size() - base);
+    arr.assign(gfns.begin() + base, gfns.begin() + base + n);
     err.assign(n, 0);
     void* map = xenforeignmemory_map(h_->fmem, domid_, PROT_READ, n, arr.data(), err.data());
     if (map) {
@@ -351,19 +547,73 @@ Status XenDomain::ReadFrames(std::span<const uint64_t> pfns, uint8_t* dst, std::
 }
 
 Result<std::vector<uint8_t>> XenDomain::SaveState() {
+  xen::XenSavedState st;
   int size = xc_domain_hvm_getcontext(h_->xch, domid_, nullptr, 0);
   if (size <= 0) return XenErr(size < 0 ? errno : EIO, "xc_domain_hvm_getcontext(size)", domid_);
-  std::vector<uint8_t> blob(static_cast<size_t>(size));
-  int used = xc_domain_hvm_getcontext(h_->xch, domid_, blob.data(), static_cast<uint32_t>(size));
+  st.hvm_context.resize(static_cast<size_t>(size));
+  int used = xc_domain_hvm_getcontext(h_->xch, domid_, st.hvm_context.data(), static_cast<uint32_t>(size));
   if (used < 0) return XenErr(errno, "xc_domain_hvm_getcontext", domid_);
-  blob.resize(static_cast<size_t>(used));
-  return blob;
+  st.hvm_context.resize(static_cast<size_t>(used));
+
+  xc_dominfo_t info{};
+  int n = xc_domain_getinfo(h_->xch, domid_, 1, &info);
+  if (n < 0) return XenErr(errno, "xc_domain_getinfo", domid_);
+  if (n != 1 || info.domid != domid_) return Status(Errc::kNotFound, Name() + ": domain vanished");
+  st.flags = suspended_ ? xen::XenSavedState::kCooperative : 0;
+  st.nr_vcpus = info.max_vcpu_id + 1;
+  st.max_pages = info.max_memkb / 4;
+  st.tot_pages = info.nr_pages;
+  if (xc_domain_get_tsc_info(h_->xch, domid_, &st.tsc_mode, &st.tsc_nsec, &st.tsc_khz,
+                             &st.tsc_incarnation) < 0)
+    return XenErr(errno, "xc_domain_get_tsc_info", domid_);
+  const int ver = xc_version(h_->xch, XENVER_version, nullptr);
+  if (ver > 0) {
+    st.xen_major = static_cast<uint16_t>(ver >> 16);
+    st.xen_minor = static_cast<uint16_t>(ver & 0xffff);
+  }
+  // The parameters Xen's own save sends (tools/libs/guest save, 4.17),
+  // nonzero ones only; the event channel ports are the restore side's own.
+  static const uint32_t kParams[] = {
+      HVM_PARAM_STORE_PFN,        HVM_PARAM_IOREQ_PFN,
+      HVM_PARAM_BUFIOREQ_PFN,     HVM_PARAM_PAGING_RING_PFN,
+      HVM_PARAM_MONITOR_RING_PFN, HVM_PARAM_SHARING_RING_PFN,
+      HVM_PARAM_VM86_TSS_SIZED,   HVM_PARAM_CONSOLE_PFN,
+      HVM_PARAM_ACPI_IOPORTS_LOCATION, HVM_PARAM_VIRIDIAN,
+      HVM_PARAM_IDENT_PT,         HVM_PARAM_VM_GENERATION_ID_ADDR,
+      HVM_PARAM_IOREQ_SERVER_PFN, HVM_PARAM_NR_IOREQ_SERVER_PAGES,
+      HVM_PARAM_X87_FIP_WIDTH,    HVM_PARAM_MCA_CAP,
+  };
+  for (uint32_t idx : kParams) {
+    uint64_t v = 0;
+    if (xc_hvm_param_get(h_->xch, domid_, idx, &v) < 0)
+      return XenErr(errno, "xc_hvm_param_get(" + std::to_string(idx) + ")", domid_);
+    if (v) st.params.push_back({idx, v});
+  }
+  if (xc_cpu_policy_init && xc_cpu_policy_get_domain && xc_cpu_policy_serialise) {
+    xc_cpu_policy_t* pol = xc_cpu_policy_init();
+    if (pol && xc_cpu_policy_get_domain(h_->xch, domid_, pol) == 0) {
+      uint32_t nl = 512, nm = 64;
+      std::vector<xen_cpuid_leaf_t> leaves(nl);
+      std::vector<xen_msr_entry_t> msrs(nm);
+      if (xc_cpu_policy_serialise(h_->xch, pol, leaves.data(), &nl, msrs.data(), &nm) == 0) {
+        const uint8_t* lp = reinterpret_cast<const uint8_t*>(leaves.data());
+        const uint8_t* mp = reinterpret_cast<const uint8_t*>(msrs.data());
+        st.cpuid_policy.assign(lp, lp + nl * sizeof(xen_cpuid_leaf_t));
+        st.msr_policy.assign(mp, mp + nm * sizeof(xen_msr_entry_t));
+      }
+    }
+    if (pol) xc_cpu_policy_destroy(pol);
+  }
+  for (const XenGfnRange& r : layout_) st.layout.push_back({r.gfn, r.count});
+  return xen::EncodeXenState(st);
 }
 
 Status XenDomain::RestoreState(std::span<const uint8_t> state) {
   if (state.empty()) return Status(Errc::kInvalidArgument, Name() + ": RestoreState: empty blob");
-  std::vector<uint8_t> copy(state.begin(), state.end());  // setcontext takes a non-const buffer
-  if (xc_domain_hvm_setcontext(h_->xch, domid_, copy.data(), static_cast<uint32_t>(copy.size())) < 0)
+  auto st = xen::DecodeXenState(state);
+  if (!st.ok()) return st.status().Annotate(Name() + ": RestoreState");
+  std::vector<uint8_t>& ctx = st->hvm_context;  // setcontext takes a non-const buffer
+  if (xc_domain_hvm_setcontext(h_->xch, domid_, ctx.data(), static_cast<uint32_t>(ctx.size())) < 0)
     return XenErr(errno, "xc_domain_hvm_setcontext", domid_);
   return Status::OK();
 }

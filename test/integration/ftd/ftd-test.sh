@@ -7,6 +7,7 @@
 set -u
 build=${1:-build}
 ftd=$(cd "$build/bin" && pwd)/ftd
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/ftd-test.XXXXXX)
 pids=()
 cleanup() {
@@ -144,6 +145,13 @@ kill -9 $ppid_; wait $ppid_ 2>/dev/null
 sleep 1
 check "no takeover from an older session's replica" \
   'ctl b status | grep -q "state=waiting" && grep -q "not promoting" b.log' "$(ctl b status); $(tail -2 b.log)"
+
+# 10. xl-ftsync, which drives ftd: its argument tests and its own loopback run.
+if [ -x "$(dirname "$ftd")/xl-ftsync" ]; then
+  check "xl-ftsync argument tests" '"$(dirname "$ftd")/xl_ftsync_tests" >xl-unit.log 2>&1' "$(tail -5 xl-unit.log 2>/dev/null)"
+  check "xl-ftsync on loopback (xl-ftsync-test.sh)" '"$here/xl-ftsync-test.sh" "$(dirname "$(dirname "$ftd")")" >xl.log 2>&1' \
+    "$(grep -E "FAIL|passed" -A1 xl.log 2>/dev/null)"
+fi
 
 echo "ftd: $passed passed, $failed failed"
 [ $failed = 0 ]

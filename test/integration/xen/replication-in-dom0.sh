@@ -1,13 +1,17 @@
 #!/bin/sh
 # In-dom0 replication test of ftsync's nested-Xen harness: creates the PVH
-# probe domU (domu-probe.cfg), waits for DOMU-UP, runs
-# /inject/bin/xen_replication_test on it (XenDomain + Checkpointer +
-# Receiver over MemoryPipe, 10 epochs at 200 ms, replica compared frame by
-# frame with the paused domU), destroys the domU.
-# Env: FTSYNC_XEN_EPOCHS, FTSYNC_XEN_INTERVAL_MS, FTSYNC_XEN_MAX_FRAMES
-# (default 0x9000 = 144 MiB: a PVH guest's gfn span reaches ~0xff000, 4 GiB,
-# more than dom0's RAM can hold as a replica; frames above are then not
-# replicated nor compared).
+# probe domU (domu-probe.cfg), waits until THIS domain printed DOMU-UP (its
+# console log is emptied first: xenconsoled appends to one file per name),
+# runs /inject/bin/xen_replication_test on it (XenDomain + Checkpointer +
+# Receiver over MemoryPipe, 10 epochs at 200 ms, the replica compared with
+# the paused domU over the whole gfn span; then cooperative checkpoints and
+# a failover: the domU is destroyed and restored from the replica), and
+# destroys what is left.
+# Why wait for DOMU-UP: log-dirty enabled while the domU's kernel is still
+# booting (nested under TCG) makes every CLEAN re-fault the pages of its
+# early TSC calibration loop (native_calibrate_cpu_early): the guest crawls
+# (~3 pages per 100 ms) and 3 of 7 such runs ended in a triple fault.
+# Env: FTSYNC_XEN_EPOCHS, FTSYNC_XEN_INTERVAL_MS.
 # Exit status = number of failed checks.
 cd /inject || exit 126
 bin=/inject/bin/xen_replication_test
@@ -15,16 +19,24 @@ bin=/inject/bin/xen_replication_test
 name=ftsync-probe
 log=/var/log/xen/console/guest-$name.log
 xl destroy $name >/dev/null 2>&1
+mkdir -p /var/log/xen/console; : >"$log"
 out=$(xl create domu-probe.cfg 2>&1) || { echo "FAIL xen-replication: xl create: $out"; echo "xen-replication: 0 passed, 1 failed"; exit 1; }
 domid=$(xl domid $name)
 i=0
-while [ $i -lt 120 ] && ! grep -q DOMU-UP "$log" 2>/dev/null; do sleep 1; i=$((i + 1)); done
-grep -q DOMU-UP "$log" 2>/dev/null || { echo "FAIL xen-replication: domU $domid never printed DOMU-UP"; tail -5 "$log"; echo "xen-replication: 0 passed, 1 failed"; xl destroy $name; exit 1; }
-echo "     xen-replication: domU $domid up after $i s"
-"$bin" "$domid" "${FTSYNC_XEN_EPOCHS:-10}" "${FTSYNC_XEN_INTERVAL_MS:-200}" /tmp/ftsync-xen-replica "${FTSYNC_XEN_MAX_FRAMES:-0x9000}"
+while [ $i -lt 180 ] && ! grep -q DOMU-UP "$log" 2>/dev/null; do
+  case "$(xl list $name 2>/dev/null | awk 'NR==2 {print $5}')" in *c*|*s*|"") break ;; esac
+  sleep 1; i=$((i + 1))
+done
+grep -q DOMU-UP "$log" 2>/dev/null || { echo "FAIL xen-replication: domU $domid never printed DOMU-UP ($i s)"; tail -5 "$log"; xl dmesg | tail -5; echo "xen-replication: 0 passed, 1 failed"; xl destroy $name; exit 1; }
+echo "     xen-replication: domU $domid up after $i s: $(grep -m1 DOMU-UP "$log" | tr -d '\r')"
+"$bin" "$domid" "${FTSYNC_XEN_EPOCHS:-10}" "${FTSYNC_XEN_INTERVAL_MS:-200}" /tmp/ftsync-xen-replica \
+  "$log" /inject/domu-probe.cfg
 rc=$?
-state=$(xl list $name 2>/dev/null | awk 'NR==2 {print $5}')
-echo "     domU state after the test: $state; console tail: $(tail -1 "$log" | tr -d '\r')"
-xl destroy $name >/dev/null 2>&1
-rm -rf /tmp/ftsync-xen-replica
+for d in $name ftsync-restored; do
+  state=$(xl list $d 2>/dev/null | awk 'NR==2 {print $5}')
+  [ -n "$state" ] && echo "     $d state after the test: $state; console tail: $(tail -1 /var/log/xen/console/guest-$d.log | tr -d '\r')"
+  xl destroy $d >/dev/null 2>&1
+done
+if [ $rc -ne 0 ]; then echo "     xl dmesg tail:"; xl dmesg | grep -v 'save:\|restore:' | tail -8 | sed 's/^/     | /'; fi
+rm -rf /tmp/ftsync-xen-replica /tmp/ftsync-xen-replica.coop
 exit $rc

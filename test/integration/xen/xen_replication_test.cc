@@ -3,17 +3,24 @@
 // Catch2.
 //
 //   xen_replication_test DOMID [EPOCHS=10] [INTERVAL_MS=200] [REPLICA_DIR]
-//                        [MAX_FRAMES=0]
+//                        [CONSOLE_LOG XL_CONFIG]
 //
-// A Checkpointer on XenDomain streams to a Receiver (on a thread) over two
-// MemoryPipes into REPLICA_DIR while the domU runs. Before the final epoch
-// the domU is paused from outside (Xen's pause is counted, so the
-// Checkpointer's own pause/unpause nests inside it); after that epoch's ACK
-// the replica's memory.img is compared, frame by frame, with the domU's
-// memory read through XenDomain::ReadFrames. Unreadable frames are holes
-// (the Checkpointer sends them as zeros): counted, and checked to be zero
-// in the replica. Prints "ok"/"FAIL" per check and
-// "xen-replication: N passed, M failed"; exit status = failed checks.
+// Part A (XenSuspend::kPause): a Checkpointer on XenDomain streams to a
+// Receiver (on a thread) over two MemoryPipes into REPLICA_DIR while the
+// domU runs. Before the final epoch the domU is paused from outside (Xen's
+// pause is counted, so the Checkpointer's own pause/unpause nests inside
+// it); after that epoch's ACK every gfn of the domU's span [0, max_gpfn] is
+// read: gfns of the layout must equal their replica frame, every other gfn
+// must be unmappable (a hole: nothing was skipped). PeekDirty reports a
+// frame the domU wrote and leaves it in the log.
+// Part B (failover, when CONSOLE_LOG and XL_CONFIG are given): the domU's
+// counter service (mk-domu-initrd.sh) is replicated with
+// XenSuspend::kCooperative into REPLICA_DIR.coop, the primary is destroyed,
+// RestoreXenDomainFromReplica creates "<name>-r" from the replica, and its
+// console must go on counting from the replicated value (not from 1).
+// Prints "ok"/"FAIL" per check and "xen-replication: N passed, M failed";
+// exit status = failed checks.
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,10 +69,42 @@ std::string XlState(uint32_t domid) {
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return "state '" + out + "'";
 }
+// Alive: listed, and neither crashed, shut down nor dying. "------" is
+// alive too (runnable, waiting for a CPU: common on a loaded host).
 bool Alive(uint32_t domid) {
   std::string st = XlState(domid);  // "state 'r-----'"
-  return st.size() > 9 && st.find('c') == std::string::npos && st.find("--s") == std::string::npos &&
-         (st.find('r') != std::string::npos || st.find('b') != std::string::npos);
+  if (st.size() != 14) return false;
+  std::string flags = st.substr(7, 6);
+  return flags.find_first_of("csd") == std::string::npos;
+}
+// Last "COUNT n" of a console log (-1 when none); *lines = how many.
+long LastCount(const std::string& path, int* lines = nullptr) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  long last = -1;
+  int n = 0;
+  if (f) {
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, f)) {
+      long v;
+      if (std::sscanf(buf, "COUNT %ld", &v) == 1) {
+        last = v;
+        ++n;
+      }
+    }
+    std::fclose(f);
+  }
+  if (lines) *lines = n;
+  return last;
+}
+long FirstCount(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  long first = -1;
+  if (f) {
+    char buf[512];
+    while (first < 0 && std::fgets(buf, sizeof buf, f)) std::sscanf(buf, "COUNT %ld", &first);
+    std::fclose(f);
+  }
+  return first;
 }
 int Finish() {
   std::printf("xen-replication: %d passed, %d failed\n", g_passed, g_failed);
@@ -76,7 +115,7 @@ int Finish() {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s DOMID [EPOCHS] [INTERVAL_MS] [REPLICA_DIR] [MAX_FRAMES]\n",
+    std::fprintf(stderr, "usage: %s DOMID [EPOCHS] [INTERVAL_MS] [REPLICA_DIR] [CONSOLE_LOG XL_CONFIG]\n",
                  argv[0]);
     return 126;
   }
@@ -84,8 +123,9 @@ int main(int argc, char** argv) {
   const int epochs = argc > 2 ? std::atoi(argv[2]) : 10;
   const int interval_ms = argc > 3 ? std::atoi(argv[3]) : 200;
   const std::string dir = argc > 4 ? argv[4] : "/tmp/ftsync-xen-replica";
+  const std::string console_log = argc > 5 ? argv[5] : "";
+  const std::string xl_config = argc > 6 ? argv[6] : "";
   XenDomainOptions xopt;
-  xopt.max_frames = argc > 5 ? std::strtoull(argv[5], nullptr, 0) : 0;
 
   // Error paths: clear messages.
   {
@@ -103,9 +143,16 @@ int main(int argc, char** argv) {
   if (!opened.ok()) return Finish();
   std::unique_ptr<XenDomain> dom = std::move(opened).value();
   std::printf("     %s: max_gpfn 0x%" PRIx64 ", nr_pages %" PRIu64 ", FrameCount %" PRIu64
-              " (%" PRIu64 " MiB)\n",
+              " (%" PRIu64 " MiB) in %zu ranges:",
               dom->Name().c_str(), dom->max_gpfn(), dom->nr_pages(), dom->FrameCount(),
-              dom->FrameCount() * 4096 >> 20);
+              dom->FrameCount() * 4096 >> 20, dom->layout().size());
+  for (const XenGfnRange& r : dom->layout())
+    std::printf(" [0x%" PRIx64 ", +0x%" PRIx64 ")", r.gfn, r.count);
+  std::printf("\n");
+  Check(dom->FrameCount() >= dom->nr_pages() - 64 && dom->FrameCount() <= dom->nr_pages() + 64 &&
+            dom->GfnOfFrame(dom->FrameCount() - 1) <= dom->max_gpfn(),
+        "layout: the populated frames are the domain's pages, within [0, max_gpfn]",
+        std::to_string(dom->FrameCount()) + " frames, nr_pages " + std::to_string(dom->nr_pages()));
 
   // A second handle to hold the domain paused around the final epoch.
   auto holder = XenDomain::Open(domid, xopt);
@@ -144,8 +191,39 @@ int main(int argc, char** argv) {
           std::to_string(second) + " dirty");
     Check(rd.ok() && redirty_ok, "Redirty'd frames come back in the next fetch (only them)",
           std::to_string(bm.Count()) + " set");
-    // Left on: the replication handle adopts it (re-enabling log-dirty on
-    // a running guest triple-faulted it in 2 of 5 nested runs).
+  }
+
+  // PeekDirty: the domU's counter service writes every second; a peek
+  // reports those frames and leaves them in the log.
+  {
+    DirtyBitmap clr, p1, p2, f;
+    Status a = dom->FetchAndClearDirty(&clr);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    Status s0 = dom->Suspend();
+    Status b = dom->PeekDirty(&p1);
+    Status c = dom->PeekDirty(&p2);
+    Status d = dom->FetchAndClearDirty(&f);
+    DirtyBitmap after;
+    Status e = dom->PeekDirty(&after);
+    Status r = dom->Resume();
+    bool p2_has_p1 = true, f_has_p1 = true;
+    std::vector<uint64_t> bits;
+    p1.AppendSetBits(&bits);
+    for (uint64_t x : bits) {
+      p2_has_p1 = p2_has_p1 && p2.Test(x);
+      f_has_p1 = f_has_p1 && f.Test(x);
+    }
+    std::printf("     peek: %" PRIu64 " frames written in 2.5 s, second peek %" PRIu64
+                ", fetch %" PRIu64 ", peek after fetch %" PRIu64 "\n",
+                p1.Count(), p2.Count(), f.Count(), after.Count());
+    Check(a.ok() && s0.ok() && b.ok() && c.ok() && d.ok() && e.ok() && r.ok(),
+          "PeekDirty (XEN_DOMCTL_SHADOW_OP_PEEK) while paused",
+          b.ToString() + " / " + c.ToString());
+    Check(p1.Count() > 0, "PeekDirty reports frames the domU wrote");
+    Check(p2_has_p1 && f_has_p1, "PeekDirty clears nothing: a second peek and the next fetch report them too");
+    Check(after.Count() == 0, "after the fetch (domU paused) a peek reports nothing",
+          std::to_string(after.Count()));
+    // Left on: the replication handle adopts it.
   }
 
   // SaveState alone while paused (RestoreState is exercised at the end:
@@ -235,35 +313,45 @@ int main(int argc, char** argv) {
         "replica complete at the final epoch",
         last ? "epoch " + std::to_string(last->epoch) : "none");
 
-  // Compare, domU still paused.
+  // Compare, domU still paused: every gfn of the span [0, max_gpfn].
   {
-    const uint64_t n = dom->FrameCount();
+    const uint64_t span = dom->max_gpfn() + 1;
+    std::vector<int64_t> frame_of(span, -1);
+    for (uint64_t f = 0; f < dom->FrameCount(); ++f) frame_of[dom->GfnOfFrame(f)] = static_cast<int64_t>(f);
     const size_t chunk = 1024;
-    std::vector<uint64_t> pfns;
+    std::vector<uint64_t> gfns;
     std::vector<uint8_t> live(chunk * 4096), mine(4096);
     std::vector<int> errs;
-    uint64_t same = 0, differ = 0, holes = 0, holes_nonzero = 0, read_fail = 0;
+    uint64_t same = 0, differ = 0, holes = 0, missed = 0, unreadable_in_layout = 0, read_fail = 0;
     int shown = 0;
-    static const uint8_t zero[4096] = {};
     std::vector<uint64_t> differing;
-    for (uint64_t base = 0; base < n; base += chunk) {
-      size_t k = static_cast<size_t>(std::min<uint64_t>(chunk, n - base));
-      pfns.resize(k);
-      for (size_t i = 0; i < k; ++i) pfns[i] = base + i;
+    double t0 = NowMs();
+    for (uint64_t base = 0; base < span; base += chunk) {
+      size_t k = static_cast<size_t>(std::min<uint64_t>(chunk, span - base));
+      gfns.resize(k);
+      for (size_t i = 0; i < k; ++i) gfns[i] = base + i;
       errs.assign(k, 0);
-      Status rs = dom->ReadFrames(pfns, live.data(), errs);
+      Status rs = dom->ReadGfns(gfns, live.data(), errs);
       if (!rs.ok()) {
-        if (!read_fail++) std::printf("     ReadFrames: %s\n", rs.ToString().c_str());
+        if (!read_fail++) std::printf("     ReadGfns: %s\n", rs.ToString().c_str());
         continue;
       }
       for (size_t i = 0; i < k; ++i) {
-        Status r = (*rep)->ReadFrame(base + i, mine.data());
-        if (!r.ok()) { ++read_fail; continue; }
-        if (errs[i]) {
-          ++holes;
-          if (std::memcmp(mine.data(), zero, 4096)) ++holes_nonzero;
+        const int64_t f = frame_of[base + i];
+        if (f < 0) {
+          if (errs[i]) {
+            ++holes;
+          } else if (missed++ < 5) {
+            std::printf("     gfn 0x%" PRIx64 " is readable but not in the layout\n", base + i);
+          }
           continue;
         }
+        if (errs[i]) {
+          ++unreadable_in_layout;
+          continue;
+        }
+        Status r = (*rep)->ReadFrame(static_cast<uint64_t>(f), mine.data());
+        if (!r.ok()) { ++read_fail; continue; }
         if (std::memcmp(mine.data(), live.data() + i * 4096, 4096) == 0) {
           ++same;
         } else {
@@ -273,8 +361,8 @@ int main(int argc, char** argv) {
             int first = -1, lastb = -1, nb = 0;
             for (int b = 0; b < 4096; ++b)
               if (l[b] != mine[b]) { if (first < 0) first = b; lastb = b; ++nb; }
-            std::printf("     frame 0x%" PRIx64 " differs: %d bytes in [0x%x, 0x%x]; replica",
-                        base + i, nb, first, lastb);
+            std::printf("     gfn 0x%" PRIx64 " (frame %" PRId64 ") differs: %d bytes in [0x%x, 0x%x]; replica",
+                        base + i, f, nb, first, lastb);
             for (int b = first & ~7; b < (first & ~7) + 16 && b < 4096; ++b) std::printf(" %02x", mine[b]);
             std::printf(" live");
             for (int b = first & ~7; b < (first & ~7) + 16 && b < 4096; ++b) std::printf(" %02x", l[b]);
@@ -284,25 +372,30 @@ int main(int argc, char** argv) {
         }
       }
     }
-    std::printf("     frames: %" PRIu64 " equal, %" PRIu64 " differ, %" PRIu64
-                " unreadable (holes), %" PRIu64 " read failures\n",
-                same, differ, holes, read_fail);
-    // Does something change the differing frames while the domU stays
-    // paused (a writer log-dirty does not see)?
+    std::printf("     gfn span 0x%" PRIx64 " read in %.0f ms: %" PRIu64 " equal, %" PRIu64 " differ, %" PRIu64
+                " holes, %" PRIu64 " readable outside the layout, %" PRIu64
+                " unreadable in the layout, %" PRIu64 " read failures\n",
+                span, NowMs() - t0, same, differ, holes, missed, unreadable_in_layout, read_fail);
     if (!differing.empty()) {
       std::vector<uint8_t> a(differing.size() * 4096), b(differing.size() * 4096);
       std::vector<int> ea(differing.size()), eb(differing.size());
-      (void)dom->ReadFrames(differing, a.data(), ea);
+      (void)dom->ReadGfns(differing, a.data(), ea);
       std::this_thread::sleep_for(std::chrono::seconds(2));
-      (void)dom->ReadFrames(differing, b.data(), eb);
+      (void)dom->ReadGfns(differing, b.data(), eb);
       std::printf("     differing frames re-read 2 s later, still paused: %s\n",
                   a == b ? "unchanged" : "CHANGED (written while paused)");
     }
-    Check(read_fail == 0, "every frame read from domU and replica");
-    Check(differ == 0 && same > 0, "replica memory.img == paused domU, frame by frame",
-          std::to_string(differ) + " frames differ");
-    Check(holes_nonzero == 0, "unreadable frames are zeros in the replica",
-          std::to_string(holes_nonzero) + " nonzero");
+    Check(read_fail == 0 && unreadable_in_layout == 0, "every layout frame read from domU and replica",
+          std::to_string(read_fail) + " failures, " + std::to_string(unreadable_in_layout) + " unreadable");
+    Check(differ == 0 && same == dom->FrameCount(), "replica memory.img == paused domU, every frame",
+          std::to_string(differ) + " frames differ, " + std::to_string(same) + " equal");
+    Check(missed == 0, "no readable gfn outside the layout (no frame skipped)",
+          std::to_string(missed) + " readable");
+    struct stat sb;
+    const std::string img = (*rep)->memory_path();
+    if (::stat(img.c_str(), &sb) == 0)
+      std::printf("     replica memory.img: %" PRIu64 " MiB for a gfn span of %" PRIu64 " MiB\n",
+                  static_cast<uint64_t>(sb.st_blocks) * 512 >> 20, span * 4096 >> 20);
   }
   Status hr = (*holder)->Resume();
   Check(hr.ok(), "unpause domU", hr.ToString());
@@ -337,5 +430,119 @@ int main(int argc, char** argv) {
 
   std::this_thread::sleep_for(std::chrono::seconds(2));
   Check(Alive(domid), "domU alive 2 s after RestoreState of its own context", XlState(domid));
+  if (console_log.empty() || xl_config.empty()) return Finish();
+  dom.reset();
+  holder->reset();
+  rdom.reset();
+
+  // Part B: cooperative checkpoints, then failover.
+  const std::string cdir = dir + ".coop";
+  if (std::system(("rm -rf '" + cdir + "'").c_str()) != 0) {}
+  {
+    // A pause-mode replica cannot be restored (the guest could not run).
+    auto refused = RestoreXenDomainFromReplica(dir, {"ftsync-never", xl_config, true});
+    Check(!refused.ok() && refused.status().code() == Errc::kFailedPrecondition,
+          "RestoreXenDomainFromReplica refuses a pause-mode replica",
+          refused.ok() ? "restored" : refused.status().ToString());
+    if (!refused.ok()) std::printf("     %s\n", refused.status().ToString().c_str());
+  }
+  auto crep = ReplicaImage::Open(cdir);
+  XenDomainOptions copt_x;
+  copt_x.suspend = XenSuspend::kCooperative;
+  copt_x.calibrate_rounds = 2;
+  auto cdom = XenDomain::Open(domid, copt_x);
+  Check(crep.ok() && cdom.ok(), "XenDomain::Open(kCooperative)",
+        cdom.ok() ? (crep.ok() ? "" : crep.status().ToString()) : cdom.status().ToString());
+  if (!crep.ok() || !cdom.ok()) return Finish();
+  long before_final = -1, after_final = -1;
+  {
+    Status ce2 = (*cdom)->EnableDirtyLog();
+    Check(ce2.ok(), "EnableDirtyLog + calibration with cooperative suspend", ce2.ToString());
+    MemoryPipe f2, b2;
+    Status rs2;
+    Receiver rcv2(crep->get(), &f2.source(), &b2.sink());
+    std::thread rt2([&] {
+      rs2 = rcv2.Handshake();
+      if (rs2.ok()) rs2 = rcv2.Run();
+      if (!rs2.ok()) b2.sink().Close().ok();
+    });
+    CheckpointerOptions o2;
+    o2.max_in_flight = 1;
+    bool ok2 = ce2.ok();
+    std::vector<EpochStats> h2;
+    {
+      Checkpointer cp(cdom->get(), &f2.sink(), &b2.source(), o2);
+      Status st = ok2 ? cp.Start() : ce2;
+      if (st.ok()) st = cp.WaitForAck(0);
+      Check(st.ok(), "cooperative: epoch 0 + ACK", st.ToString());
+      ok2 = st.ok();
+      for (int e = 1; ok2 && e <= epochs; ++e) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+        if (e == epochs) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // let xenconsoled drain
+          before_final = LastCount(console_log);
+        }
+        st = cp.Checkpoint();
+        if (st.ok()) st = cp.WaitForAck(cp.next_epoch() - 1);
+        if (!st.ok()) {
+          Check(false, "cooperative: epoch " + std::to_string(e), st.ToString());
+          ok2 = false;
+        }
+      }
+      if (ok2) Check(true, "cooperative: " + std::to_string(epochs) + " epochs checkpointed and ACKed");
+      h2 = cp.stats_history();
+      double sum = 0;
+      for (const EpochStats& x : h2) {
+        std::printf("     coop epoch %2" PRIu64 ": dirty %5" PRIu64 " paused %7.2f ms (suspend %.2f harvest %.2f"
+                    " copy %.2f state %.2f resume %.2f) wire %" PRIu64 " B\n",
+                    x.epoch, x.dirty_pages, x.paused_us / 1e3, x.suspend_us / 1e3, x.harvest_us / 1e3,
+                    x.copy_us / 1e3, x.state_save_us / 1e3, x.resume_us / 1e3, x.bytes_wire);
+        if (x.epoch > 0) sum += x.paused_us / 1e3;
+      }
+      if (h2.size() > 1) std::printf("     coop mean pause %.1f ms over %zu epochs\n", sum / (h2.size() - 1), h2.size() - 1);
+      Status fin = cp.Finish();
+      Check(fin.ok(), "cooperative: Finish (END)", fin.ToString());
+    }
+    f2.sink().Close().ok();
+    rt2.join();
+    Check(rs2.ok(), "cooperative: Receiver ran to END", rs2.ToString());
+    // The primary fails: freeze it at once, read how far it counted.
+    cdom->reset();
+    std::string pcmd = "xl pause " + std::to_string(domid);
+    if (std::system(pcmd.c_str()) != 0) {}
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    after_final = LastCount(console_log);
+    std::printf("     primary counted %ld before the final checkpoint, %ld when it failed\n",
+                before_final, after_final);
+    if (!ok2) return Finish();
+  }
+  std::string dcmd = "xl destroy " + std::to_string(domid);
+  Check(std::system(dcmd.c_str()) == 0, "primary domain destroyed");
+  std::string rname = "ftsync-restored";
+  const std::string rlog = "/var/log/xen/console/guest-" + rname + ".log";
+  if (std::system(("rm -f '" + rlog + "'").c_str()) != 0) {}
+  double tr0 = NowMs();
+  auto rid = RestoreXenDomainFromReplica(cdir, {rname, xl_config, false});
+  Check(rid.ok(), "RestoreXenDomainFromReplica (xl restore of our migration-v2 image)",
+        rid.ok() ? "" : rid.status().ToString());
+  if (!rid.ok()) return Finish();
+  std::printf("     restored as domain %u in %.0f ms\n", *rid, NowMs() - tr0);
+  int lines = 0;
+  long first = -1, rlast = -1;
+  for (int i = 0; i < 60 && lines < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    rlast = LastCount(rlog, &lines);
+    if (!Alive(*rid)) break;
+  }
+  first = FirstCount(rlog);
+  std::printf("     restored domU counted %ld .. %ld (%d lines) in %.0f s; %s\n", first, rlast, lines,
+              (NowMs() - tr0) / 1e3, XlState(*rid).c_str());
+  Check(Alive(*rid), "restored domain runs", XlState(*rid));
+  Check(first >= before_final && first >= 2 && first <= after_final + 1,
+        "restored counter continues from the replicated state (not from 1)",
+        "first " + std::to_string(first) + ", expected within [" + std::to_string(before_final) + ", " +
+            std::to_string(after_final + 1) + "]");
+  Check(lines >= 3 && rlast > first, "restored counter keeps counting",
+        std::to_string(lines) + " lines, last " + std::to_string(rlast));
   return Finish();
 }

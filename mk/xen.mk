@@ -1,0 +1,18 @@
+# Build rules of ftsync's Xen pieces (see test/integration/xen/README.md).
+#
+# Programs that drive Xen link its libraries themselves (libftsync refers to
+# them weakly). Redefined here, after the top-level Makefile, to add
+# libxenguest (xc_domain_resume, CPU policy) and libxenstore (cooperative
+# suspend) to libxenctrl and libxenforeignmemory; --no-as-needed keeps a
+# library that only satisfies weak references.
+XEN_LIBS := -Wl,--push-state,--no-as-needed -lxenctrl -lxenforeignmemory -lxenguest -lxenstore \
+            -Wl,--pop-state
+
+# Diagnostic of the nested-Xen harness: log-dirty on a domain, paused
+# CLEAN cycles, progress report (used to study log-dirty under nested TCG).
+XEN_STRESS := $(BUILD)/bin/xen_logdirty_stress
+$(XEN_STRESS): test/integration/xen/xen_logdirty_stress.cc $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) $(FT_CXXFLAGS) $(CXXFLAGS) -o $@ $< $(LIB_A) $(FT_LIBS) $(XEN_LIBS) -static-libstdc++ -static-libgcc
+
+check-xen: $(XEN_STRESS)
