@@ -47,8 +47,10 @@ start_primary() {
   ppid_=$!; pids+=($ppid_)
 }
 # Waits up to $2 tenths of a second for `ctl $1 status` to match $3.
+# wait_status ROLE TENTHS REGEX: the bound is TENTHS x 0.1 s, times 4 (the
+# checks run on loaded 2-core CI machines; a pass returns at once).
 wait_status() {
-  for _ in $(seq "$2"); do ctl "$1" status | grep -q "$3" && return 0; sleep 0.1; done
+  for _ in $(seq $(( $2 * 4 ))); do ctl "$1" status | grep -q "$3" && return 0; sleep 0.1; done
   return 1
 }
 epoch_of() { ctl "$1" status | sed -n 's/.*replica_epoch=\([0-9]*\).*/\1/p'; }
