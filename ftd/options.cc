@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include "ftsync/checkpointer.h"
+
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -107,10 +109,26 @@ const std::vector<OptionDef>& Defs() {
              "primary: run 'SCRIPT setup|teardown' per interface (env vifname, IFB, FTSYNC_DOMAIN) after the "
              "network buffer is set up and before it is removed",
              &Options::net_hook),
-      FlagOpt("no-compression",
-              "send pages uncompressed (this libftsync has no stream compression yet: pages are always sent "
-              "as they are)",
+      StrOpt("delta", "MODE",
+             "sub-page deltas against the last sent copy: off (whole pages), blocks, runs (exact byte runs), "
+             "auto, or hash (per-block hashes instead of copies: less memory, more CPU)",
+             &Options::delta),
+      IntOpt("delta-block-size", "blocks/hash: block size in bytes (64, 128 or 256)", &Options::delta_block_size,
+             64, 256),
+      IntOpt("shadow-memory", "MiB the primary may spend on the last sent copies of pages (1..65536)",
+             &Options::shadow_memory_mb, 1, 65536),
+      StrOpt("compression", "CODEC", "compress page and delta records: none, zlib or zstd", &Options::compression),
+      IntOpt("compression-level", "zlib 1..9, zstd 1..19; 0 = the codec's fast default",
+             &Options::compression_level, 0, 19),
+      FlagOpt("no-compression", "send records uncompressed (the same as --compression none; xl-ftsync -u)",
               &Options::no_compression, true),
+      StrOpt("speculation", "POLICY",
+             "send likely-final pages during the epoch: off, eager (every dirty page, a reference), history "
+             "(adaptive, bounded to 1.2x the bytes) or fill (history, spending the rest of the budget late); "
+             "needs a hypervisor that can re-arm single pages (qemu, fake)",
+             &Options::speculation),
+      IntOpt("speculation-ticks", "speculation: ticks per epoch (2..100); ticks-1 speculative sends per epoch",
+             &Options::speculation_ticks, 2, 100),
       FlagOpt("blackhole",
               "primary: checkpoints go to /dev/null and are acknowledged at once (no backup, no failover; "
               "for measurement and debugging)",
@@ -246,6 +264,17 @@ Status ParseOptions(int argc, char** argv, Options* out, std::string* help) {
   if (!o.net_hook.empty() && o.no_net_buffer)
     return Status(Errc::kInvalidArgument,
                   "--net-hook runs at the network buffer's phases, and --no-net-buffer turns the buffer off");
+  if (auto d = ftsync::ParseDeltaMode(o.delta); !d.ok())
+    return Status(Errc::kInvalidArgument, "--delta: " + d.status().context());
+  if (o.delta_block_size != 64 && o.delta_block_size != 128 && o.delta_block_size != 256)
+    return Status(Errc::kInvalidArgument,
+                  "--delta-block-size must be 64, 128 or 256, not " + std::to_string(o.delta_block_size));
+  if (auto c = ftsync::ParseCompression(o.compression); !c.ok())
+    return Status(Errc::kInvalidArgument, "--compression: " + c.status().context());
+  if (auto sp = ftsync::ParseSpeculation(o.speculation); !sp.ok())
+    return Status(Errc::kInvalidArgument, "--speculation: " + sp.status().context());
+  if (o.no_compression && o.compression != "none" && o.compression != "zstd")
+    return Status(Errc::kInvalidArgument, "--no-compression contradicts --compression " + o.compression);
   if (!o.insecure_plaintext && !o.blackhole && (o.tls_ca.empty() || o.tls_cert.empty() || o.tls_key.empty()))
     return Status(Errc::kInvalidArgument,
                   "TLS needs --tls-ca, --tls-cert and --tls-key (or --insecure-plaintext, which is insecure)");

@@ -50,7 +50,14 @@ struct Options {
   std::string xen_config;                  // backup: xl config for the restored domain
   std::string net_hook;                    // primary: extra script at the network buffer's setup/teardown
   // Stream.
-  bool no_compression = false;             // send pages uncompressed (see --help)
+  std::string delta = "runs";              // off|blocks|runs|auto|hash (CheckpointerOptions::delta)
+  int delta_block_size = 64;               // blocks/hash: 64|128|256
+  long shadow_memory_mb = 32;              // bound on the primary's shadow copies
+  std::string compression = "zstd";        // none|zlib|zstd
+  int compression_level = 0;               // 0: the codec's fast default
+  bool no_compression = false;             // -u: same as --compression none
+  std::string speculation = "off";         // off|eager|history|fill
+  int speculation_ticks = 10;              // Speculate() ticks per epoch + 1
   bool blackhole = false;                  // primary: checkpoints to /dev/null, acknowledged at once
   // Backup side.
   std::string replica_dir = "/var/lib/ftsync/replica";

@@ -31,6 +31,11 @@ ftsync::Result<Tcp::endpoint> ParseEndpoint(asio::io_context& io, const std::str
 
 namespace {
 
+template <typename T>
+T ValueOr(const ftsync::Result<T>& r, T fallback) {
+  return r.ok() ? r.value() : fallback;
+}
+
 class Primary : public Role {
  public:
   Primary(const Options& o, asio::io_context& io, StderrLogger* log) : o_(o), io_(io), log_(log) {}
@@ -40,9 +45,9 @@ class Primary : public Role {
   }
 
   Status Start() override {
-    if (o_.no_compression)
-      log_->Info("--no-compression: pages are sent uncompressed (this libftsync has no stream compression yet, "
-                 "so this is also the default)");
+    ftsync::CheckpointerOptions co = SessionOptions();
+    log_->Info(std::string("memory sync: delta ") + ftsync::DeltaModeName(co.delta) + ", compression " +
+               ftsync::CompressionName(co.compression) + ", speculation " + o_.speculation);
     if (o_.blackhole) {
       log_->Warn("--blackhole: checkpoints go to /dev/null and are acknowledged at once: NO backup, NO failover");
       return StartGuest();
@@ -106,7 +111,13 @@ class Primary : public Role {
         << ",\"dirty_pages\":" << st.last.dirty_pages << ",\"bytes_wire\":" << st.last.bytes_wire
         << ",\"paused_us\":" << st.last.paused_us << ",\"harvest_us\":" << st.last.harvest_us
         << ",\"copy_us\":" << st.last.copy_us << ",\"state_save_us\":" << st.last.state_save_us
-        << ",\"ack_latency_us\":" << st.last.ack_latency_us << "}";
+        << ",\"ack_latency_us\":" << st.last.ack_latency_us << ",\"delta_pages\":" << st.last.delta_pages
+        << ",\"bytes_after_delta\":" << st.last.bytes_after_delta
+        << ",\"bytes_after_compression\":" << st.last.bytes_after_compression
+        << ",\"encode_us\":" << st.last.encode_us << ",\"compress_us\":" << st.last.compress_us
+        << ",\"speculative_sends\":" << st.last.speculative_sends
+        << ",\"speculative_pages\":" << st.last.speculative_pages
+        << ",\"speculative_bytes\":" << st.last.speculative_bytes << "}";
       // Pause and size of recent epochs, for medians and tails.
       s << ",\"recent\":[";
       bool first = true;
@@ -199,9 +210,7 @@ class Primary : public Role {
           SetState("unprotected");
           log_->Warn(conn.status().ToString() + ": the VM runs UNPROTECTED until a backup answers");
         } else {
-          ftsync::CheckpointerOptions co;
-          co.max_in_flight = o_.max_in_flight;
-          co.logger = log_;
+          ftsync::CheckpointerOptions co = SessionOptions();
           auto cp = std::make_shared<ftsync::Checkpointer>(guest_->domain(), &(*conn)->sink(), &(*conn)->source(), co);
           for (ftsync::CheckpointDevice* d : guest_->devices()) (void)cp->AddDevice(d);
           {
@@ -231,11 +240,29 @@ class Primary : public Role {
       // epoch's output leaves as soon as the backup has it, not an interval
       // later.
       const uint64_t deadline = epoch_start_ns_ + static_cast<uint64_t>(o_.interval_ms) * 1000000;
+      // With speculation on, ticks-1 speculative sends are spread evenly
+      // over the interval (tick k at k/ticks of it).
+      const uint64_t period = static_cast<uint64_t>(o_.interval_ms) * 1000000;
+      const uint32_t ticks = o_.speculation == "off" ? 1 : static_cast<uint32_t>(o_.speculation_ticks);
+      uint32_t tick = 1;
       Status s;
       while (cp && s.ok() && !stop_) {
         uint64_t now = NowNs();
         if (now >= deadline) break;
-        s = cp->PollBackChannel(static_cast<int>((deadline - now + 999999) / 1000000));
+        uint64_t until = deadline;
+        if (tick < ticks) {
+          const uint64_t at = epoch_start_ns_ + period * tick / ticks;
+          if (now >= at) {
+            ++tick;
+            // The guest runs on (the in-memory guest advances one step
+            // per call); a failure is seen again, and handled, below.
+            if (!guest_->RunFor(0).ok()) break;
+            s = cp->Speculate();
+            continue;
+          }
+          until = at;
+        }
+        s = cp->PollBackChannel(static_cast<int>((until - now + 999999) / 1000000));
       }
       if (!cp) {
         uint64_t now = NowNs();
@@ -286,6 +313,23 @@ class Primary : public Role {
     engine_done_ = true;
   }
 
+  // The Checkpointer's options from the command line (validated by
+  // ParseOptions, so the Parse* calls cannot fail here).
+  ftsync::CheckpointerOptions SessionOptions() const {
+    ftsync::CheckpointerOptions co;
+    co.max_in_flight = o_.max_in_flight;
+    co.logger = log_;
+    co.delta = ValueOr(ftsync::ParseDeltaMode(o_.delta), co.delta);
+    co.delta_block_size = static_cast<uint32_t>(o_.delta_block_size);
+    co.shadow_budget_bytes = static_cast<size_t>(o_.shadow_memory_mb) << 20;
+    co.compression = o_.no_compression ? ftsync::Compression::kNone
+                                       : ValueOr(ftsync::ParseCompression(o_.compression), co.compression);
+    co.compression_level = o_.compression_level;
+    co.speculation = ValueOr(ftsync::ParseSpeculation(o_.speculation), co.speculation);
+    co.speculation_ticks = static_cast<uint32_t>(o_.speculation_ticks);
+    return co;
+  }
+
   // A session whose stream goes to /dev/null (--blackhole).
   void StartBlackholeSession() {
     std::shared_ptr<ftsync::Checkpointer> old;
@@ -295,9 +339,7 @@ class Primary : public Role {
     }
     old.reset();  // before its pipes go
     blackhole_ = std::make_unique<Blackhole>();
-    ftsync::CheckpointerOptions co;
-    co.max_in_flight = o_.max_in_flight;
-    co.logger = log_;
+    ftsync::CheckpointerOptions co = SessionOptions();
     auto cp = std::make_shared<ftsync::Checkpointer>(guest_->domain(), &blackhole_->sink(), &blackhole_->source(), co);
     for (ftsync::CheckpointDevice* d : guest_->devices()) (void)cp->AddDevice(d);
     {

@@ -155,5 +155,25 @@ if [ -x "$(dirname "$ftd")/xl-ftsync" ]; then
     "$(grep -E "FAIL|passed" -A1 xl.log 2>/dev/null)"
 fi
 
+kill -9 $ppid_ $bpid 2>/dev/null; wait 2>/dev/null
+
+# 10. The memory-sync techniques through ftd: hash-mode deltas, zlib and
+#     speculative transfer. The backup checks every delta's base, so a
+#     wrong one would end the session; epochs must keep flowing.
+rm -rf b.log p.log replica
+start_backup
+start_primary --delta hash --compression zlib --speculation eager --speculation-ticks 4 --interval 40
+wait_status b 100 "replica_epoch=[2-9]" >/dev/null
+sleep 1
+json=$(ctl p stats-json)
+check "deltas, compression and speculation run end to end" \
+  'ctl p status | grep -q "state=protected.*sessions=1" && echo "$json" | python3 -c "
+import json,sys; d=json.load(sys.stdin); l=d[\"last\"]
+assert d[\"epochs_acked\"] > 5, d
+assert l[\"speculative_sends\"] > 0 and l[\"bytes_after_compression\"] > 0, l"' "$json; $(tail -3 p.log)"
+check "primary logs its memory-sync configuration" 'grep -q "delta hash, compression zlib, speculation eager" p.log' "$(head -5 p.log)"
+out=$("$ftd" primary --peer 127.0.0.1:1 --insecure-plaintext --delta bogus 2>&1); rc=$?
+check "a bad --delta value is named" '[ $rc = 2 ] && echo "$out" | grep -q "delta.*bogus"' "$out"
+
 echo "ftd: $passed passed, $failed failed"
 [ $failed = 0 ]
