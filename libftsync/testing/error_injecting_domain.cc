@@ -14,6 +14,7 @@ constexpr const char* kNames[] = {
     "EnableDirtyLog", "DisableDirtyLog", "FetchAndClearDirty",
     "Redirty",        "Suspend",         "Resume",
     "ReadFrames",     "SaveState",       "RestoreState",
+    "PeekDirty",      "RearmDirty",
 };
 static_assert(std::size(kNames) == static_cast<size_t>(Method::kCount));
 
@@ -154,6 +155,18 @@ Status ErrorInjectingDomain::Redirty(std::span<const uint64_t> pfns) {
   Status s;
   if (Intercept(Method::kRedirty, &s)) return s;
   return target_->Redirty(pfns);
+}
+
+Status ErrorInjectingDomain::PeekDirty(DirtyBitmap* out) {
+  Status s;
+  if (Intercept(Method::kPeekDirty, &s)) return s;
+  return target_->PeekDirty(out);
+}
+
+Status ErrorInjectingDomain::RearmDirty(std::span<const uint64_t> pfns) {
+  Status s;
+  if (Intercept(Method::kRearmDirty, &s)) return s;
+  return target_->RearmDirty(pfns);
 }
 
 Status ErrorInjectingDomain::Suspend() {

@@ -17,7 +17,13 @@
 //          | Method ":" N "+"    fail the N-th and every later call
 //   Method is a Method enumerator without its k: EnableDirtyLog,
 //   DisableDirtyLog, FetchAndClearDirty, Redirty, Suspend, Resume,
-//   ReadFrames, SaveState, RestoreState. Spaces around items are ignored.
+//   ReadFrames, SaveState, RestoreState, PeekDirty, RearmDirty. Spaces
+//   around items are ignored.
+//
+// SupportsPeekDirty() and SupportsRearmDirty() forward to the target; they
+// cannot fail and are not counted (arm PeekDirty/RearmDirty faults instead,
+// e.g. FailAlwaysFrom(kPeekDirty, 1, kNotSupported) to imitate a backend
+// without the feature behind a capability that says yes).
 //
 // Injected failures from a spec are kIoError "injected fault: <Method>
 // call <N>".
@@ -50,6 +56,8 @@ class ErrorInjectingDomain : public Domain {
     kReadFrames,
     kSaveState,
     kRestoreState,
+    kPeekDirty,
+    kRearmDirty,
     kCount,  // number of methods, not a method
   };
 
@@ -94,6 +102,10 @@ class ErrorInjectingDomain : public Domain {
   Status DisableDirtyLog() override;
   Status FetchAndClearDirty(DirtyBitmap* out) override;
   Status Redirty(std::span<const uint64_t> pfns) override;
+  bool SupportsPeekDirty() const override { return target_->SupportsPeekDirty(); }
+  bool SupportsRearmDirty() const override { return target_->SupportsRearmDirty(); }
+  Status PeekDirty(DirtyBitmap* out) override;
+  Status RearmDirty(std::span<const uint64_t> pfns) override;
   Status Suspend() override;
   Status Resume() override;
   Status ReadFrames(std::span<const uint64_t> pfns, uint8_t* dst,

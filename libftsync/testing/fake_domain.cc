@@ -67,6 +67,12 @@ class SharedDomain : public Domain {
   Status Redirty(std::span<const uint64_t> pfns) override {
     return d_->Redirty(pfns);
   }
+  bool SupportsPeekDirty() const override { return d_->SupportsPeekDirty(); }
+  bool SupportsRearmDirty() const override { return d_->SupportsRearmDirty(); }
+  Status PeekDirty(DirtyBitmap* out) override { return d_->PeekDirty(out); }
+  Status RearmDirty(std::span<const uint64_t> pfns) override {
+    return d_->RearmDirty(pfns);
+  }
   Status Suspend() override { return d_->Suspend(); }
   Status Resume() override { return d_->Resume(); }
   Status ReadFrames(std::span<const uint64_t> pfns, uint8_t* dst,
@@ -137,6 +143,33 @@ Status FakeDomain::Redirty(std::span<const uint64_t> pfns) {
                         " >= frame count " + std::to_string(frames_));
   }
   for (uint64_t pfn : pfns) dirty_.Set(pfn);
+  return Status::OK();
+}
+
+Status FakeDomain::PeekDirty(DirtyBitmap* out) {
+  ++counters_.peek_dirty;
+  if (!SupportsPeekDirty()) return Domain::PeekDirty(out);
+  if (out == nullptr)
+    return Status(Errc::kInvalidArgument, name_ + ": PeekDirty: null bitmap");
+  if (!logging_)
+    return Status(Errc::kFailedPrecondition, name_ + ": PeekDirty: dirty logging is off");
+  *out = dirty_;
+  return Status::OK();
+}
+
+Status FakeDomain::RearmDirty(std::span<const uint64_t> pfns) {
+  ++counters_.rearm_dirty;
+  if (!SupportsRearmDirty()) return Domain::RearmDirty(pfns);
+  if (!logging_)
+    return Status(Errc::kFailedPrecondition, name_ + ": RearmDirty: dirty logging is off");
+  for (uint64_t pfn : pfns) {
+    if (pfn >= frames_)
+      return Status(Errc::kInvalidArgument,
+                    name_ + ": RearmDirty: pfn " + std::to_string(pfn) +
+                        " >= frame count " + std::to_string(frames_));
+  }
+  for (uint64_t pfn : pfns) dirty_.Clear(pfn);
+  counters_.frames_rearmed += pfns.size();
   return Status::OK();
 }
 

@@ -45,6 +45,9 @@ class FakeDomain : public Domain {
     uint64_t disable_dirty_log = 0;
     uint64_t fetch_and_clear_dirty = 0;
     uint64_t redirty = 0;
+    uint64_t peek_dirty = 0;
+    uint64_t rearm_dirty = 0;
+    uint64_t frames_rearmed = 0;  // pfns listed by successful RearmDirty calls
     uint64_t suspend = 0;
     uint64_t resume = 0;
     uint64_t read_frames = 0;   // ReadFrames calls
@@ -70,8 +73,15 @@ class FakeDomain : public Domain {
   //   FetchAndClearDirty, Redirty  dirty logging on;
   //   Suspend                      running;   Resume  suspended;
   //   SaveState                    suspended.
-  // Argument errors are kInvalidArgument: null `out`/`dst`, a Redirty pfn
-  // >= FrameCount() (then no bit is set), errors.size() != pfns.size().
+  //   PeekDirty, RearmDirty        dirty logging on, and the capability
+  //                                enabled (see SetSpeculationSupport;
+  //                                kNotSupported otherwise).
+  // Argument errors are kInvalidArgument: null `out`/`dst`, a Redirty or
+  // RearmDirty pfn >= FrameCount() (then no bit changes), errors.size() !=
+  // pfns.size().
+  // PeekDirty copies the pending log exactly (no extras); RearmDirty clears
+  // the listed frames' bits. Guest writes are synchronous, so no write can
+  // race with either.
   // ReadFrames works on a running or suspended domain; a pfn >= FrameCount()
   // gives errors[i] = EINVAL, a frame marked by SetUnreadable gives EFAULT;
   // such frames' bytes in `dst` are set to kPoisonByte.
@@ -86,6 +96,10 @@ class FakeDomain : public Domain {
   Status DisableDirtyLog() override;
   Status FetchAndClearDirty(DirtyBitmap* out) override;
   Status Redirty(std::span<const uint64_t> pfns) override;
+  bool SupportsPeekDirty() const override { return can_peek_; }
+  bool SupportsRearmDirty() const override { return can_peek_ && can_rearm_; }
+  Status PeekDirty(DirtyBitmap* out) override;
+  Status RearmDirty(std::span<const uint64_t> pfns) override;
   Status Suspend() override;
   Status Resume() override;
   Status ReadFrames(std::span<const uint64_t> pfns, uint8_t* dst,
@@ -107,6 +121,15 @@ class FakeDomain : public Domain {
   // pfn out of range) changes nothing; the suspended case is counted in
   // counters().suspended_writes.
   void Fill(uint64_t pfn, uint8_t byte);
+
+  // Test hook: which speculative-transfer calls the domain offers, to
+  // imitate a backend without them (peek=false: like the Domain defaults)
+  // or one that can peek but not re-arm (like Xen). Both are on by
+  // default. rearm is only offered together with peek.
+  void SetSpeculationSupport(bool peek, bool rearm) {
+    can_peek_ = peek;
+    can_rearm_ = rearm;
+  }
 
   // Test hook: while set, ReadFrames reports EFAULT for `pfn`. Requires
   // pfn < FrameCount() (other values are ignored).
@@ -142,6 +165,8 @@ class FakeDomain : public Domain {
   std::unordered_set<uint64_t> unreadable_;
   bool logging_ = false;
   bool suspended_ = false;
+  bool can_peek_ = true;
+  bool can_rearm_ = true;
   Counters counters_;
 };
 

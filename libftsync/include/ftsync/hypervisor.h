@@ -48,6 +48,75 @@ class Domain {
   // sent: a dirty bit is never lost.
   virtual Status Redirty(std::span<const uint64_t> pfns) = 0;
 
+  // ---- Speculative transfer (optional) ---------------------------------
+  //
+  // While the guest runs, an engine may look at the dirty log without
+  // ending the epoch (PeekDirty), pick pages it predicts will not be
+  // written again before the epoch ends, re-arm their tracking
+  // (RearmDirty) and send copies of them early. At the epoch's end,
+  // FetchAndClearDirty then reports only the re-armed pages written again
+  // after their re-arm (plus every page never re-armed that was written).
+  //
+  // A backend that cannot do these returns false from the Supports*
+  // queries and kNotSupported from the calls (the defaults below), so
+  // every existing Domain keeps compiling and an engine falls back to
+  // plain epochs. A backend may support Peek without Rearm (Xen's
+  // log-dirty PEEK reads the bitmap but cannot clear single frames): then
+  // an early copy is still useful as the base of a delta, but every page
+  // written during the epoch is reported at its end, sent early or not.
+
+  // True when PeekDirty works (with dirty logging on). Constant for the
+  // Domain's life.
+  virtual bool SupportsPeekDirty() const { return false; }
+  // True when RearmDirty works (with dirty logging on). Implies
+  // SupportsPeekDirty(). Constant for the Domain's life.
+  virtual bool SupportsRearmDirty() const { return false; }
+
+  // Requires dirty logging on. Resizes `out` to FrameCount() and sets the
+  // bit of every frame FetchAndClearDirty would report if it were called
+  // now (frames written since the previous fetch or since their re-arm,
+  // frames put back by Redirty), WITHOUT clearing anything: the epoch goes
+  // on, and the same frames are reported again by the next PeekDirty or
+  // FetchAndClearDirty. May report extra frames, never misses one written
+  // before the call began (a write racing with the call may or may not be
+  // in `out`; it is reported later either way). On failure `out` is
+  // unspecified and the log is unchanged.
+  // Default: kNotSupported.
+  virtual Status PeekDirty(DirtyBitmap* out);
+
+  // Requires dirty logging on; every pfn < FrameCount() (kInvalidArgument
+  // otherwise, and nothing changes). Any order and duplicates are
+  // accepted; ascending order is fastest (a backend may coalesce runs).
+  // Effect on success: the listed frames are no longer dirty (neither
+  // PeekDirty nor FetchAndClearDirty reports them, including a pending
+  // Redirty of them) until they are written again; tracking is re-armed,
+  // so a write after the re-arm is reported by the next PeekDirty or
+  // FetchAndClearDirty. Other frames are untouched.
+  //
+  // Race guarantee: a guest write that races with the re-arm is never
+  // lost. It either completes before the re-arm takes effect on its frame
+  // (then a read of the frame that starts after RearmDirty returned sees
+  // its bytes), or it happens after (then the frame is reported dirty
+  // again). Hence what the caller may assume:
+  //   - Contents read AFTER RearmDirty returned: if the frame is not
+  //     reported dirty by a later PeekDirty/FetchAndClearDirty, those
+  //     contents are exactly the frame's contents at that later call. If
+  //     it is reported, the copy may be stale or even torn (a mix of old
+  //     and new bytes of a concurrent write) and must be superseded by a
+  //     fresh read (or by a delta computed against that very copy).
+  //   - Contents read BEFORE the re-arm carry no guarantee: a write
+  //     between the read and the re-arm is cleared by the re-arm and never
+  //     reported, so the copy would silently go stale.
+  // So a speculative send is: RearmDirty(pfns), then ReadFrames(pfns),
+  // then send. With the guest suspended the order does not matter.
+  //
+  // On failure: no dirty state is lost. Some listed frames may have been
+  // re-armed, but every listed frame that was dirty is still reported by
+  // the next FetchAndClearDirty (as after Redirty), so a caller that
+  // treats the failed frames as not sent is safe.
+  // Default: kNotSupported.
+  virtual Status RearmDirty(std::span<const uint64_t> pfns);
+
   // Stops the guest's vCPUs (and device emulation that writes guest
   // memory). Requires a running domain.
   virtual Status Suspend() = 0;
@@ -68,6 +137,18 @@ class Domain {
   // Loads a blob produced by SaveState of a domain of the same shape.
   virtual Status RestoreState(std::span<const uint8_t> state) = 0;
 };
+
+inline Status Domain::PeekDirty(DirtyBitmap* /*out*/) {
+  return Status(Errc::kNotSupported,
+                Name() + ": PeekDirty: this backend cannot read the dirty "
+                         "log without clearing it");
+}
+
+inline Status Domain::RearmDirty(std::span<const uint64_t> /*pfns*/) {
+  return Status(Errc::kNotSupported,
+                Name() + ": RearmDirty: this backend cannot re-arm dirty "
+                         "tracking of single frames");
+}
 
 // Opens domains by name. A backend's entry point.
 class Hypervisor {

@@ -357,6 +357,21 @@ class QemuDomain : public Domain {
   // kInvalidArgument (nothing recorded) for a pfn >= FrameCount().
   Status Redirty(std::span<const uint64_t> pfns) override;
 
+  // Speculative transfer (hypervisor.h): both supported when QEMU runs
+  // with the preload (dirty tracking); false / kNotSupported otherwise.
+  bool SupportsPeekDirty() const override { return tracker_ != nullptr; }
+  bool SupportsRearmDirty() const override { return tracker_ != nullptr; }
+  // A PAGEMAP_SCAN that only reads the written state, merged with the
+  // pending Redirty() frames (all frames after a failed fetch).
+  // kFailedPrecondition unless the log is on.
+  Status PeekDirty(DirtyBitmap* out) override;
+  // Write-protects the listed pages again with PAGEMAP_SCAN (one call per
+  // run of consecutive pfns once sorted) and drops them from the pending
+  // Redirty() frames. On a scan failure every listed frame is put back
+  // as by Redirty, so none is lost. kFailedPrecondition unless the log is
+  // on; kInvalidArgument (nothing changed) for a pfn >= FrameCount().
+  Status RearmDirty(std::span<const uint64_t> pfns) override;
+
   // QMP stop; returns once the vCPUs are stopped.
   Status Suspend() override;
   // QMP cont.
@@ -411,6 +426,7 @@ class QemuDomain : public Domain {
   bool redirty_all_ = false;
   DirtyBitmap redirty_;
   DirtyBitmap scan_;
+  std::vector<uint64_t> rearm_;  // RearmDirty's sorted pfns
   std::unique_ptr<PagemapDirtyTracker> tracker_;
 };
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -14,6 +15,17 @@
 namespace ftsync {
 
 using internal::UniqueFd;
+
+namespace {
+
+// Sets every bit of `b` (size frames).
+void SetAll(DirtyBitmap* b, uint64_t frames) {
+  uint64_t* w = b->words();
+  for (size_t i = 0; i < b->word_count(); ++i) w[i] = ~uint64_t{0};
+  if (frames % 64 != 0) w[b->word_count() - 1] = (uint64_t{1} << (frames % 64)) - 1;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<QemuDomain>> QemuDomain::Attach(QemuProcess* process,
                                                        QemuDomainOptions options) {
@@ -128,11 +140,7 @@ Status QemuDomain::FetchAndClearDirty(DirtyBitmap* out) {
   }
   *out = scan_;
   out->Merge(redirty_);
-  if (redirty_all_) {
-    uint64_t* w = out->words();
-    for (size_t i = 0; i < out->word_count(); ++i) w[i] = ~uint64_t{0};
-    if (frames_ % 64 != 0) w[out->word_count() - 1] = (uint64_t{1} << (frames_ % 64)) - 1;
-  }
+  if (redirty_all_) SetAll(out, frames_);
   redirty_.ClearAll();
   redirty_all_ = false;
   return Status::OK();
@@ -146,6 +154,47 @@ Status QemuDomain::Redirty(std::span<const uint64_t> pfns) {
     }
   }
   for (uint64_t p : pfns) redirty_.Set(p);
+  return Status::OK();
+}
+
+Status QemuDomain::PeekDirty(DirtyBitmap* out) {
+  if (!tracker_) return Domain::PeekDirty(out);
+  if (!log_enabled_) return Status(Errc::kFailedPrecondition, Name() + ": dirty log is off");
+  if (out == nullptr) return Status(Errc::kInvalidArgument, "PeekDirty: null bitmap");
+  // A failed peek changes no page state, so nothing is lost.
+  FTSYNC_RETURN_IF_ERROR(tracker_->Peek(&scan_).Annotate(Name() + ": peek dirty log"));
+  *out = scan_;
+  out->Merge(redirty_);
+  if (redirty_all_) SetAll(out, frames_);
+  return Status::OK();
+}
+
+Status QemuDomain::RearmDirty(std::span<const uint64_t> pfns) {
+  if (!tracker_) return Domain::RearmDirty(pfns);
+  if (!log_enabled_) return Status(Errc::kFailedPrecondition, Name() + ": dirty log is off");
+  for (uint64_t p : pfns) {
+    if (p >= frames_) {
+      return Status(Errc::kInvalidArgument, Name() + ": RearmDirty pfn " + std::to_string(p) +
+                                                " >= frame count " + std::to_string(frames_));
+    }
+  }
+  rearm_.assign(pfns.begin(), pfns.end());
+  if (!std::is_sorted(rearm_.begin(), rearm_.end())) std::sort(rearm_.begin(), rearm_.end());
+  rearm_.erase(std::unique(rearm_.begin(), rearm_.end()), rearm_.end());
+  Status s = tracker_->Rearm(rearm_);
+  if (!s.ok()) {
+    // A prefix of the runs may be write-protected again with their
+    // written state dropped: report all of them at the next fetch.
+    for (uint64_t p : rearm_) redirty_.Set(p);
+    return s.Annotate(Name() + ": re-arm dirty log");
+  }
+  if (redirty_all_) {
+    // The pending "everything" becomes explicit, so single frames can
+    // leave it.
+    SetAll(&redirty_, frames_);
+    redirty_all_ = false;
+  }
+  for (uint64_t p : rearm_) redirty_.Clear(p);
   return Status::OK();
 }
 

@@ -266,6 +266,130 @@ TEST_CASE("FetchAndClear, Peek and Rearm report exact page sets",
   }
 }
 
+TEST_CASE("Peek and Rearm: the speculative-send sequence", "[linux]") {
+  SKIP_UNLESS_UFFD_WP_ASYNC();
+  const Kind kind = GENERATE(Kind::kAnon, Kind::kMemfd, Kind::kShm);
+  INFO("mapping: " << KindName(kind));
+  Mapping m(kind, 4 << 20, /*populate=*/true);
+  REQUIRE(m.data() != nullptr);
+  auto reg = UffdWpRegistration::Register(m.data(), m.len());
+  REQUIRE(reg.ok());
+  auto tracker = PagemapDirtyTracker::Open(0, m.addr(), m.len());
+  REQUIRE(tracker.ok());
+  PagemapDirtyTracker* t = tracker.value().get();
+  std::mt19937_64 rng(77);
+
+  // Pages 10..13 are a run; 200 stands alone; 500 is written but kept.
+  const std::vector<uint64_t> spec = {10, 11, 12, 13, 200};
+  std::vector<uint64_t> all = spec;
+  all.push_back(500);
+  WritePages(m.data(), all, rng);
+  DirtyBitmap got;
+  // write -> peek sees it -> peek again still sees it.
+  REQUIRE(t->Peek(&got).ok());
+  CheckExact(got, BitmapOf(m.pages(), all));
+  REQUIRE(t->Peek(&got).ok());
+  CheckExact(got, BitmapOf(m.pages(), all));
+  // rearm -> not seen, by Peek nor by FetchAndClear-to-be.
+  REQUIRE(t->Rearm(spec).ok());
+  REQUIRE(t->Peek(&got).ok());
+  CheckExact(got, BitmapOf(m.pages(), {500}));
+  // Reading a re-armed page does not mark it.
+  ReadPages(m.data(), spec);
+  REQUIRE(t->Peek(&got).ok());
+  CheckExact(got, BitmapOf(m.pages(), {500}));
+  // write -> seen again, by Peek and then by FetchAndClear.
+  WritePages(m.data(), {12}, rng);
+  REQUIRE(t->Peek(&got).ok());
+  CheckExact(got, BitmapOf(m.pages(), {12, 500}));
+  // Re-arming a page twice, or one never written, is harmless.
+  REQUIRE(t->Rearm(std::vector<uint64_t>{200, 200, 300}).ok());
+  REQUIRE(t->FetchAndClear(&got).ok());
+  CheckExact(got, BitmapOf(m.pages(), {12, 500}));
+  CheckEmpty(t);
+  // After the epoch: a re-armed page written in the next epoch is seen.
+  WritePages(m.data(), {10}, rng);
+  REQUIRE(t->Peek(&got).ok());
+  CheckExact(got, BitmapOf(m.pages(), {10}));
+  REQUIRE(t->FetchAndClear(&got).ok());
+  CheckExact(got, BitmapOf(m.pages(), {10}));
+}
+
+// The speculative send's guarantee under concurrency: re-arm, then copy.
+// A page whose copy differs from its contents at the end must be reported
+// by the final FetchAndClear (or the copy would be silently stale).
+TEST_CASE("Rearm then copy: a write racing with a speculative copy is never lost",
+          "[linux]") {
+  SKIP_UNLESS_UFFD_WP_ASYNC();
+  const Kind kind = GENERATE(Kind::kAnon, Kind::kMemfd);
+  INFO("mapping: " << KindName(kind));
+  Mapping m(kind, 8 << 20, /*populate=*/true);
+  REQUIRE(m.data() != nullptr);
+  auto reg = UffdWpRegistration::Register(m.data(), m.len());
+  REQUIRE(reg.ok());
+  auto tracker = PagemapDirtyTracker::Open(0, m.addr(), m.len());
+  REQUIRE(tracker.ok());
+  PagemapDirtyTracker* t = tracker.value().get();
+  // Epoch start: everything is copied (the full pass), log clear.
+  std::vector<uint8_t> shadow(m.data(), m.data() + m.len());
+  CheckEmpty(t);
+
+  // The writer stores an ever-increasing sequence number into random words
+  // of a hot set of 64 pages (mostly) and of the whole range.
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> writes{0};
+  std::thread writer([&] {
+    std::mt19937_64 rng(5);
+    volatile uint64_t* w = reinterpret_cast<volatile uint64_t*>(m.data());
+    const uint64_t words_per_page = kPage / 8;
+    uint64_t seq = 1;
+    while (!stop.load(std::memory_order_relaxed)) {
+      uint64_t page = (rng() % 4 != 0) ? rng() % 64 : rng() % m.pages();
+      w[page * words_per_page + rng() % words_per_page] = seq++;
+      if ((seq & 1023) == 0) writes.store(seq, std::memory_order_relaxed);
+    }
+    writes.store(seq, std::memory_order_relaxed);
+  });
+  int ticks = 0;
+  uint64_t copied = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  Status st;
+  std::vector<uint64_t> pages;
+  while (st.ok() && std::chrono::steady_clock::now() < deadline) {
+    DirtyBitmap peek;
+    st = t->Peek(&peek);
+    if (!st.ok()) break;
+    pages.clear();
+    peek.AppendSetBits(&pages);
+    st = t->Rearm(pages);  // first re-arm ...
+    if (!st.ok()) break;
+    for (uint64_t p : pages) {  // ... then copy
+      std::memcpy(shadow.data() + p * kPage, m.data() + p * kPage, kPage);
+    }
+    copied += pages.size();
+    ++ticks;
+  }
+  stop = true;
+  writer.join();
+  REQUIRE(st.ok());
+  DirtyBitmap final_dirty;
+  REQUIRE(t->FetchAndClear(&final_dirty).ok());
+  std::vector<uint64_t> stale;
+  uint64_t unchanged_after_copy = 0;
+  for (uint64_t p = 0; p < m.pages(); ++p) {
+    bool same = std::memcmp(shadow.data() + p * kPage, m.data() + p * kPage, kPage) == 0;
+    if (!same && !final_dirty.Test(p)) stale.push_back(p);
+    if (same && !final_dirty.Test(p)) ++unchanged_after_copy;
+  }
+  INFO(ticks << " ticks, " << copied << " pages copied early, " << writes.load()
+             << " writes, final dirty " << final_dirty.Count());
+  CHECK(ticks > 1);
+  CHECK(copied > 0);
+  INFO("stale copies not reported: " << stale.size() << " [" << FirstFew(stale) << "]");
+  CHECK(stale.empty());
+  CHECK(unchanged_after_copy > 0);
+}
+
 TEST_CASE("never-touched pages: first writes are tracked", "[linux]") {
   SKIP_UNLESS_UFFD_WP_ASYNC();
   const Kind kind = GENERATE(Kind::kAnon, Kind::kMemfd, Kind::kShm);

@@ -159,5 +159,116 @@ TEST_CASE("qemu domain: the dirty log misses no page the guest writes", "[qemu][
   CHECK(reported_total >= changed_total);
 }
 
+TEST_CASE("qemu domain: PeekDirty and RearmDirty on a paused guest", "[qemu][slow]") {
+  FTSYNC_REQUIRE_QEMU_ENV();
+  QemuGuest g(/*boot=*/false);
+  REQUIRE(g.Start().ok());
+  QemuDomain& d = *g.domain;
+  CHECK(d.SupportsPeekDirty());
+  CHECK(d.SupportsRearmDirty());
+  DirtyBitmap bm;
+  std::vector<uint64_t> some = {1, 2};
+  CHECK(d.PeekDirty(&bm).code() == Errc::kFailedPrecondition);  // log off
+  CHECK(d.RearmDirty(some).code() == Errc::kFailedPrecondition);
+  REQUIRE(d.EnableDirtyLog().ok());
+  REQUIRE(d.Suspend().ok());
+  REQUIRE(d.FetchAndClearDirty(&bm).ok());
+  // Guest stopped: the log holds only what is put back.
+  const uint64_t last = d.FrameCount() - 1;
+  std::vector<uint64_t> back = {5, 6, 9, last};
+  REQUIRE(d.Redirty(back).ok());
+  REQUIRE(d.PeekDirty(&bm).ok());
+  REQUIRE(bm.size() == d.FrameCount());
+  CHECK(bm.Count() == 4);
+  REQUIRE(d.PeekDirty(&bm).ok());  // nothing cleared
+  CHECK(bm.Count() == 4);
+  // Re-arming drops frames from the pending Redirty (unsorted, duplicate).
+  std::vector<uint64_t> rearm = {9, 5, 9};
+  REQUIRE(d.RearmDirty(rearm).ok());
+  std::vector<uint64_t> bad = {6, d.FrameCount()};
+  CHECK(d.RearmDirty(bad).code() == Errc::kInvalidArgument);  // changes nothing
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(bm.Count() == 2);
+  CHECK(bm.Test(6));
+  CHECK(bm.Test(last));
+  REQUIRE(d.FetchAndClearDirty(&bm).ok());
+  CHECK(bm.Count() == 2);
+  CHECK(bm.Test(6));
+  CHECK(bm.Test(last));
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(bm.Count() == 0);
+  REQUIRE(d.Resume().ok());
+}
+
+// The speculative send as an engine does it, on a booting guest: every
+// tick, peek, re-arm what was seen, then read it into the copy. At the
+// epoch's end, a frame whose early copy differs from the frame must be in
+// the final fetch.
+TEST_CASE("qemu domain: speculative copies (peek, re-arm, read) miss no write",
+          "[qemu][slow]") {
+  FTSYNC_REQUIRE_QEMU_ENV();
+  QemuGuest g(/*boot=*/true);
+  REQUIRE(g.Start().ok());
+  QemuDomain& d = *g.domain;
+  REQUIRE(d.EnableDirtyLog().ok());
+  DirtyBitmap dirty;
+  REQUIRE(d.Suspend().ok());
+  REQUIRE(d.FetchAndClearDirty(&dirty).ok());
+  std::vector<uint8_t> copy = test::AllFrames(&d);
+  REQUIRE(!copy.empty());
+  const uint64_t frames = d.FrameCount();
+  uint64_t early = 0, final_total = 0, stale = 0;
+  std::vector<uint64_t> pfns;
+  for (int epoch = 0; epoch < 12; ++epoch) {
+    REQUIRE(d.Resume().ok());
+    for (int tick = 0; tick < 5; ++tick) {
+      SleepMs(20);
+      REQUIRE(d.PeekDirty(&dirty).ok());
+      pfns.clear();
+      dirty.AppendSetBits(&pfns);
+      REQUIRE(d.RearmDirty(pfns).ok());
+      std::vector<int> errors(pfns.size());
+      std::vector<uint8_t> buf(pfns.size() * 4096);
+      REQUIRE(d.ReadFrames(pfns, buf.data(), errors).ok());
+      for (size_t i = 0; i < pfns.size(); ++i) {
+        std::memcpy(copy.data() + pfns[i] * 4096, buf.data() + i * 4096, 4096);
+      }
+      early += pfns.size();
+    }
+    REQUIRE(d.Suspend().ok());
+    REQUIRE(d.FetchAndClearDirty(&dirty).ok());
+    std::vector<uint8_t> now = test::AllFrames(&d);
+    REQUIRE(now.size() == copy.size());
+    for (uint64_t p = 0; p < frames; ++p) {
+      if (std::memcmp(copy.data() + p * 4096, now.data() + p * 4096, 4096) == 0) continue;
+      if (!dirty.Test(p)) {
+        ++stale;
+        UNSCOPED_INFO("epoch " << epoch << ": frame " << p
+                               << " changed after its early copy but was not reported");
+      }
+    }
+    final_total += dirty.Count();
+    copy.swap(now);
+  }
+  REQUIRE(d.Resume().ok());
+  INFO(early << " frames copied early, " << final_total << " left at epoch ends");
+  CHECK(stale == 0);
+  CHECK(early > 100);  // the booting guest did write memory while running
+}
+
+TEST_CASE("qemu domain: without dirty tracking, no speculation", "[qemu][slow]") {
+  FTSYNC_REQUIRE_QEMU_ENV();
+  QemuGuest g(/*boot=*/false);
+  g.launch.dirty_tracking = false;
+  REQUIRE(g.Start().ok());
+  QemuDomain& d = *g.domain;
+  CHECK_FALSE(d.SupportsPeekDirty());
+  CHECK_FALSE(d.SupportsRearmDirty());
+  DirtyBitmap bm;
+  CHECK(d.PeekDirty(&bm).code() == Errc::kNotSupported);
+  std::vector<uint64_t> one = {1};
+  CHECK(d.RearmDirty(one).code() == Errc::kNotSupported);
+}
+
 }  // namespace
 }  // namespace ftsync

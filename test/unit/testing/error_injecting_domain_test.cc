@@ -41,6 +41,16 @@ TEST_CASE("ErrorInjectingDomain: passes everything through when unarmed",
   DirtyBitmap bm;
   REQUIRE(d.FetchAndClearDirty(&bm).ok());
   CHECK(bm.Count() == 2);
+  CHECK(d.SupportsPeekDirty());
+  CHECK(d.SupportsRearmDirty());
+  REQUIRE(fake.Write(4, 0, std::vector<uint8_t>{1}).ok());
+  REQUIRE(fake.Write(6, 0, std::vector<uint8_t>{1}).ok());
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(bm.Count() == 2);
+  std::vector<uint64_t> four = {4};
+  REQUIRE(d.RearmDirty(four).ok());
+  CHECK(fake.pending_dirty().Count() == 1);
+  CHECK(fake.pending_dirty().Test(6));
   CHECK(d.Resume().code() == Errc::kFailedPrecondition);  // target's own error
   REQUIRE(d.Suspend().ok());
   std::vector<uint64_t> pfns = {3};
@@ -64,6 +74,8 @@ TEST_CASE("ErrorInjectingDomain: passes everything through when unarmed",
   CHECK(fake.counters().save_state == 1);
   CHECK(fake.counters().restore_state == 1);
   CHECK(fake.counters().disable_dirty_log == 1);
+  CHECK(fake.counters().peek_dirty == 1);
+  CHECK(fake.counters().rearm_dirty == 1);
   for (size_t i = 0; i < static_cast<size_t>(Method::kCount); ++i) {
     Method m = static_cast<Method>(i);
     INFO(ErrorInjectingDomain::MethodName(m));
@@ -124,6 +136,44 @@ TEST_CASE("ErrorInjectingDomain: an injected failure leaves the target untouched
   CHECK(blob.status().code() == Errc::kIoError);
   CHECK(fake.counters().save_state == 0);
   CHECK(d.SaveState().ok());
+}
+
+TEST_CASE("ErrorInjectingDomain: PeekDirty and RearmDirty faults",
+          "[error_injecting]") {
+  FakeDomain fake(16, 64);
+  ErrorInjectingDomain d(&fake);
+  REQUIRE(d.EnableDirtyLog().ok());
+  REQUIRE(fake.Write(2, 0, std::vector<uint8_t>{1}).ok());
+  REQUIRE(fake.Write(9, 0, std::vector<uint8_t>{1}).ok());
+  REQUIRE(d.ParseFaultSpec("PeekDirty:1, RearmDirty:2+").ok());
+
+  DirtyBitmap bm;
+  Status peek = d.PeekDirty(&bm);
+  CHECK(peek.code() == Errc::kIoError);
+  CHECK(peek.context() == "injected fault: PeekDirty call 1");
+  CHECK(fake.counters().peek_dirty == 0);  // not called through
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(bm.Count() == 2);
+
+  std::vector<uint64_t> two = {2}, nine = {9};
+  REQUIRE(d.RearmDirty(two).ok());
+  Status rearm = d.RearmDirty(nine);
+  CHECK(rearm.context() == "injected fault: RearmDirty call 2");
+  CHECK(d.RearmDirty(nine).code() == Errc::kIoError);
+  CHECK(d.injected(Method::kRearmDirty) == 2);
+  CHECK(d.calls(Method::kPeekDirty) == 2);
+  // The failed re-arms left frame 9 dirty; frame 2 was re-armed.
+  REQUIRE(d.FetchAndClearDirty(&bm).ok());
+  std::vector<uint64_t> bits;
+  bm.AppendSetBits(&bits);
+  CHECK(bits == std::vector<uint64_t>{9});
+
+  // A capability that says yes with calls that fail, as a test of an
+  // engine's fallback.
+  d.ClearFaults();
+  d.FailAlwaysFrom(Method::kPeekDirty, 1, Status(Errc::kNotSupported, "no peek"));
+  CHECK(d.SupportsPeekDirty());
+  CHECK(d.PeekDirty(&bm).code() == Errc::kNotSupported);
 }
 
 TEST_CASE("ErrorInjectingDomain: several faults, FailAlwaysFrom, Reset, ClearFaults",

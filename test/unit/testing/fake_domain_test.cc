@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <set>
+#include <span>
+#include <string>
 #include <vector>
 
 namespace ftsync::testing {
@@ -138,6 +140,122 @@ TEST_CASE("FakeDomain: Redirty puts frames back into the log", "[fake_domain]") 
   REQUIRE(d.FetchAndClearDirty(&bm).ok());
   CHECK(bm.Count() == 0);
   CHECK(d.counters().redirty == 3);
+}
+
+TEST_CASE("FakeDomain: PeekDirty reads the log without clearing it",
+          "[fake_domain]") {
+  FakeDomain d(100, 64);
+  CHECK(d.SupportsPeekDirty());
+  CHECK(d.SupportsRearmDirty());
+  DirtyBitmap bm;
+  CHECK(d.PeekDirty(&bm).code() == Errc::kFailedPrecondition);  // log off
+  REQUIRE(d.EnableDirtyLog().ok());
+  CHECK(d.PeekDirty(nullptr).code() == Errc::kInvalidArgument);
+  REQUIRE(d.Write(7, 0, Bytes(1, 1)).ok());
+  REQUIRE(d.Write(70, 3, Bytes(2, 2)).ok());
+  std::vector<uint64_t> back = {99};
+  REQUIRE(d.Redirty(back).ok());
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(bm.size() == 100);
+  CHECK(SetBits(bm) == std::vector<uint64_t>{7, 70, 99});
+  // Again: nothing was cleared; a new write joins.
+  REQUIRE(d.Write(8, 0, Bytes(1, 1)).ok());
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{7, 8, 70, 99});
+  REQUIRE(d.FetchAndClearDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{7, 8, 70, 99});
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(bm.Count() == 0);
+  CHECK(d.counters().peek_dirty == 5);
+}
+
+TEST_CASE("FakeDomain: RearmDirty clears the listed frames until rewritten",
+          "[fake_domain]") {
+  FakeDomain d(100, 64);
+  std::vector<uint64_t> some = {7, 70};
+  CHECK(d.RearmDirty(some).code() == Errc::kFailedPrecondition);  // log off
+  REQUIRE(d.EnableDirtyLog().ok());
+  for (uint64_t p : {5, 7, 70, 71}) REQUIRE(d.Write(p, 0, Bytes(1, 9)).ok());
+  std::vector<uint64_t> redirtied = {71};
+  REQUIRE(d.Redirty(redirtied).ok());
+  // Unsorted, with a duplicate, a clean frame (12) and a redirtied one (71).
+  std::vector<uint64_t> rearm = {71, 7, 12, 7};
+  REQUIRE(d.RearmDirty(rearm).ok());
+  DirtyBitmap bm;
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{5, 70});
+  // A re-armed frame written again is reported again.
+  REQUIRE(d.Write(7, 1, Bytes(1, 3)).ok());
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{5, 7, 70});
+  // One bad pfn rejects the whole call: nothing changes.
+  std::vector<uint64_t> bad = {5, 100};
+  CHECK(d.RearmDirty(bad).code() == Errc::kInvalidArgument);
+  REQUIRE(d.FetchAndClearDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{5, 7, 70});
+  CHECK(d.counters().rearm_dirty == 3);
+  CHECK(d.counters().frames_rearmed == 4);
+}
+
+TEST_CASE("FakeDomain: speculation support can be switched off",
+          "[fake_domain]") {
+  FakeDomain d(16, 64, "fake:5");
+  REQUIRE(d.EnableDirtyLog().ok());
+  REQUIRE(d.Write(3, 0, Bytes(1, 1)).ok());
+  DirtyBitmap bm;
+  std::vector<uint64_t> three = {3};
+
+  d.SetSpeculationSupport(/*peek=*/true, /*rearm=*/false);  // like Xen
+  CHECK(d.SupportsPeekDirty());
+  CHECK_FALSE(d.SupportsRearmDirty());
+  REQUIRE(d.PeekDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{3});
+  Status st = d.RearmDirty(three);
+  CHECK(st.code() == Errc::kNotSupported);
+  CHECK(st.context().find("fake:5") != std::string::npos);
+
+  d.SetSpeculationSupport(/*peek=*/false, /*rearm=*/true);  // rearm needs peek
+  CHECK_FALSE(d.SupportsPeekDirty());
+  CHECK_FALSE(d.SupportsRearmDirty());
+  CHECK(d.PeekDirty(&bm).code() == Errc::kNotSupported);
+  CHECK(d.RearmDirty(three).code() == Errc::kNotSupported);
+  // The refused calls changed nothing.
+  REQUIRE(d.FetchAndClearDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{3});
+}
+
+// A Domain that overrides none of the speculation calls gets the defaults.
+class MinimalDomain : public Domain {
+ public:
+  std::string Name() const override { return "minimal:1"; }
+  size_t PageSize() const override { return 4096; }
+  uint64_t FrameCount() const override { return 4; }
+  Status EnableDirtyLog() override { return Status::OK(); }
+  Status DisableDirtyLog() override { return Status::OK(); }
+  Status FetchAndClearDirty(DirtyBitmap*) override { return Status::OK(); }
+  Status Redirty(std::span<const uint64_t>) override { return Status::OK(); }
+  Status Suspend() override { return Status::OK(); }
+  Status Resume() override { return Status::OK(); }
+  Status ReadFrames(std::span<const uint64_t>, uint8_t*, std::span<int>) override {
+    return Status::OK();
+  }
+  Result<std::vector<uint8_t>> SaveState() override { return std::vector<uint8_t>{}; }
+  Status RestoreState(std::span<const uint8_t>) override { return Status::OK(); }
+};
+
+TEST_CASE("Domain: speculation calls default to kNotSupported", "[fake_domain]") {
+  MinimalDomain d;
+  CHECK_FALSE(d.SupportsPeekDirty());
+  CHECK_FALSE(d.SupportsRearmDirty());
+  DirtyBitmap bm;
+  Status peek = d.PeekDirty(&bm);
+  CHECK(peek.code() == Errc::kNotSupported);
+  CHECK(peek.context().find("minimal:1") != std::string::npos);
+  CHECK(peek.context().find("PeekDirty") != std::string::npos);
+  std::vector<uint64_t> one = {1};
+  Status rearm = d.RearmDirty(one);
+  CHECK(rearm.code() == Errc::kNotSupported);
+  CHECK(rearm.context().find("RearmDirty") != std::string::npos);
 }
 
 TEST_CASE("FakeDomain: suspend and resume preconditions", "[fake_domain]") {
@@ -296,6 +414,19 @@ TEST_CASE("FakeHypervisor: opens registered domains by name", "[fake_domain]") {
   DirtyBitmap bm;
   REQUIRE(opened->FetchAndClearDirty(&bm).ok());
   CHECK(SetBits(bm) == std::vector<uint64_t>{11});
+  // Speculation calls are forwarded too.
+  CHECK(opened->SupportsPeekDirty());
+  CHECK(opened->SupportsRearmDirty());
+  REQUIRE(d->Write(12, 0, Bytes(1, 1)).ok());
+  REQUIRE(d->Write(13, 0, Bytes(1, 1)).ok());
+  REQUIRE(opened->PeekDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{12, 13});
+  std::vector<uint64_t> twelve = {12};
+  REQUIRE(opened->RearmDirty(twelve).ok());
+  REQUIRE(opened->FetchAndClearDirty(&bm).ok());
+  CHECK(SetBits(bm) == std::vector<uint64_t>{13});
+  d->SetSpeculationSupport(true, false);
+  CHECK_FALSE(opened->SupportsRearmDirty());
   REQUIRE(opened->Suspend().ok());
   CHECK(d->suspended());
 }
