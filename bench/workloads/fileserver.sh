@@ -17,7 +17,6 @@ wl_prepare() {
   server role = standalone server
   map to guest = Bad User
   guest account = nobody
-  server min protocol = SMB3
   disable netbios = yes
   smb ports = 445
   interfaces = lo

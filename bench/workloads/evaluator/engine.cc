@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <numeric>
 
 namespace ftsync::wl {
@@ -71,6 +72,7 @@ struct Engine::Lane {
   double spec_cpu_ns = 0;
   std::vector<Output> outputs;
   std::vector<uint64_t> scratch;
+  Lane* baseline_lane = nullptr;   // speculative: the same coder without speculation
   bool uses_cache_ref = false;     // XOR+RLE / XBZRLE: hits as the reference store's
   internal::ShadowStats stats0;    // shadow statistics after epoch 0
   uint64_t ref_hits = 0, ref_lookups = 0;
@@ -93,10 +95,14 @@ struct Engine::Horizon {
   std::vector<double> pause_ms, pause_copy_ms;
   std::vector<double> epoch_guest_ms;
   double guest_ms_acc = 0;
-  std::vector<uint64_t> rewritten_scratch;
+  std::vector<uint64_t> final_scratch;
   Lane* cache_ref = nullptr;  // the "runs" lane
   std::vector<uint8_t> cached;
   double copy_ns_sum = 0;
+  uint64_t rotation = 0;
+  uint64_t verify_failures = 0, verify_checked = 0;
+  EpochEnd end_result{};
+  bool ended = false;
   ~Horizon() {
     if (sent) munmap(sent, sent_len);
   }
@@ -186,9 +192,12 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o, uint64_t 
       WL_SHADOW(c, ShadowMode::kBlockHash, DeltaFormat::kBlocks, bs);
       WL_TRY(add("hash-" + std::to_string(BlockBytes(bs)), std::move(c), nullptr, {}));
     }
+    Lane* whole_lane = h->lanes.front().get();
+    Lane* runs_lane = h->cache_ref;
     for (const SpecPolicyFactory& f : o.spec_policies) {
       // Speculation alone: pages whole, a rewritten one resent whole.
       WL_TRY(add("spec-" + f.name, MakeWholeCoder(), f.make(frames, h->ticks), {}));
+      h->lanes.back()->baseline_lane = whole_lane;
       const bool combined = o.combined_policy.empty() ? &f == &o.spec_policies.front()
                                                       : f.name == o.combined_policy;
       // With fine-grained deltas (and, for the combined policy, compressed).
@@ -196,6 +205,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o, uint64_t 
       std::vector<std::string> comps;
       if (combined) comps = {"zlib-1", "zstd-1"};
       WL_TRY(add("spec-" + f.name + "+runs", std::move(c), f.make(frames, h->ticks), comps));
+      h->lanes.back()->baseline_lane = runs_lane;
     }
 #undef WL_SHADOW
 #undef WL_TRY
@@ -223,9 +233,11 @@ void Engine::Start() {
 std::vector<EpochEnd> Engine::OnTick(std::span<const uint64_t> written, double run_ms) {
   ++ticks_;
   guest_ms_ += run_ms;
-  std::vector<EpochEnd> ends;
-  for (auto& hp : horizons_) {
+  // Epoch lengths are independent (own state, read-only guest memory): one
+  // thread each, the first on the caller's. CPU times are per thread.
+  auto work = [this, written, run_ms](Horizon* hp) {
     Horizon& h = *hp;
+    h.ended = false;
     h.guest_ms_acc += run_ms;
     for (uint64_t p : written) h.uni.Set(p);
     for (auto& lane : h.lanes) {
@@ -235,11 +247,25 @@ std::vector<EpochEnd> Engine::OnTick(std::span<const uint64_t> written, double r
     }
     ++h.tick;
     if (h.tick == h.ticks) {
-      ends.push_back(EndEpoch(h));
+      h.end_result = EndEpoch(h);
+      h.ended = true;
     } else {
       for (auto& lane : h.lanes)
         if (lane->spec) SpecTick(h, *lane, written);
     }
+  };
+  std::vector<std::future<void>> rest;
+  for (size_t i = 1; i < horizons_.size(); ++i)
+    rest.push_back(std::async(opts_.threads > 1 ? std::launch::async : std::launch::deferred, work,
+                              horizons_[i].get()));
+  if (!horizons_.empty()) work(horizons_[0].get());
+  for (auto& f : rest) f.get();
+  std::vector<EpochEnd> ends;
+  verify_failures_ = verify_checked_ = 0;
+  for (auto& h : horizons_) {
+    if (h->ended) ends.push_back(h->end_result);
+    verify_failures_ += h->verify_failures;
+    verify_checked_ += h->verify_checked;
   }
   return ends;
 }
@@ -291,7 +317,7 @@ EpochEnd Engine::EndEpoch(Horizon& h) {
   h.cached.resize(pages.size());
   for (size_t i = 0; i < pages.size(); ++i) h.cached[i] = h.cache_ref->coder->Holds(pages[i]);
   const size_t nl = h.lanes.size();
-  const size_t first = static_cast<size_t>(rotation_++ % nl);
+  const size_t first = static_cast<size_t>(h.rotation++ % nl);
   for (size_t k = 0; k < nl; ++k) {
     Lane& lane = *h.lanes[(first + k) % nl];
     lane.end_out.clear();
@@ -323,7 +349,7 @@ EpochEnd Engine::EndEpoch(Horizon& h) {
         ns += ThreadCpuNs() - z0 + out.spec_comp_ns_epoch;
         if (opts_.verify_every && h.epoch % 8 == 0 &&
             !out.comp->Check(lane.end_out.data(), lane.end_out.size()))
-          ++out.check_failures, ++verify_failures_;
+          ++out.check_failures, ++h.verify_failures;
       }
       out.end_bytes.push_back(bytes);
       out.spec_bytes.push_back(out.spec_bytes_epoch);
@@ -340,20 +366,22 @@ EpochEnd Engine::EndEpoch(Horizon& h) {
   for (auto& lp : h.lanes) {
     Lane& lane = *lp;
     if (!lane.spec) continue;
-    auto& rewritten = h.rewritten_scratch;
-    rewritten.clear();
+    auto& final_pages = h.final_scratch;
+    final_pages.clear();
+    for (uint64_t p : pages)
+      if (lane.state[p] != 1) final_pages.push_back(p);
     uint64_t spec_this = 0;
     for (uint64_t p : lane.touched) {
-      if (lane.state[p] == 2) rewritten.push_back(p);
+      if (lane.state[p] == 2) ++lane.rewritten;
       else ++lane.spared;
       ++spec_this;
       lane.state[p] = 0;
     }
-    lane.rewritten += rewritten.size();
     lane.spec_pages_series.push_back(spec_this);
-    std::sort(rewritten.begin(), rewritten.end());
     lane.touched.clear();
-    lane.spec->OnEpochEnd(pages, rewritten);
+    const Output& own = lane.outputs.front();
+    lane.spec->OnEpochEnd(final_pages, lane.baseline_lane->outputs.front().end_bytes.back(),
+                          own.spec_bytes.back(), own.end_bytes.back());
   }
   for (auto& lp : h.lanes) {
     lp->spec_out.clear();
@@ -388,9 +416,9 @@ void Engine::Verify(Horizon& h, const std::vector<uint64_t>& pages) {
         const uint8_t* buf = rec.spec ? lane.spec_out.data() : lane.end_out.data();
         if (!DecodeRecord(lane.coder->kind(), buf + rec.off, rec.size, page).ok()) ok = false;
       }
-      ++verify_checked_;
+      ++h.verify_checked;
       if (!ok || std::memcmp(page, h.staging.data() + i * kPage, kPage) != 0) {
-        ++verify_failures_;
+        ++h.verify_failures;
         ++lane.outputs.front().check_failures;
       }
     }

@@ -62,9 +62,14 @@ class SpecDriver {
   // Appends to *send the pages to send speculatively now.
   virtual void OnTick(int tick, int ticks, std::span<const uint64_t> written,
                       std::vector<uint64_t>* send) = 0;
-  // The epoch's end. `dirty`: its dirty set (ascending); `rewritten`: the
-  // pages sent speculatively in it and written again afterwards.
-  virtual void OnEpochEnd(std::span<const uint64_t> dirty, std::span<const uint64_t> rewritten) = 0;
+  // The epoch's end. `final_pages`: what is left to send at the end
+  // (ascending): the dirty set less the pages whose speculative copy is
+  // current (as a re-arming dirty log's final fetch reports it).
+  // `baseline_bytes`: what the same lane's encoding would send without
+  // speculation (the non-speculative lane of the same coder), `spec_bytes`
+  // and `final_bytes`: what this lane sent at ticks and at the end.
+  virtual void OnEpochEnd(std::span<const uint64_t> final_pages, uint64_t baseline_bytes,
+                          uint64_t spec_bytes, uint64_t final_bytes) = 0;
 };
 
 // Makes the drivers of one epoch length: name -> driver. Called once per
@@ -82,6 +87,8 @@ struct EngineOptions {
   std::vector<SpecPolicyFactory> spec_policies;
   // The policy used in the combined configurations; "" = the first one.
   std::string combined_policy;
+  // Threads evaluating the epoch lengths in parallel (1: all on the caller's).
+  int threads = 2;
 };
 
 // Per epoch: what one epoch length's end cost in the real pipeline's terms.
@@ -135,7 +142,6 @@ class Engine {
   double guest_ms_ = 0;
   uint64_t verify_failures_ = 0;
   uint64_t verify_checked_ = 0;
-  uint64_t rotation_ = 0;
 };
 
 }  // namespace ftsync::wl

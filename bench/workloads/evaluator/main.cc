@@ -37,6 +37,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -95,6 +96,7 @@ void Usage(FILE* f) {
       "  --verify-every N      check every Nth pfn's decoding (0: off) [8]\n"
       "  --policies LIST       speculation policies (all, none, or names) [all]\n"
       "  --no-save-state       leave the device-state save out of the pause\n"
+      "  --threads N           evaluate epoch lengths on N threads (1 or 2) [2]\n"
       "  --json PATH           summary JSON\n"
       "  --series PATH         per-epoch series JSON (for the plots)\n"
       "  --serial-copy PATH    keep the guest's console log here\n"
@@ -133,6 +135,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       std::string t;
       while (std::getline(ss, t, ',')) a->policies.push_back(t);
     } else if (k == "--no-save-state") a->save_state = false;
+    else if (k == "--threads") a->engine.threads = std::stoi(val());
     else if (k == "--json") a->json_path = val();
     else if (k == "--series") a->series_path = val();
     else if (k == "--serial-copy") a->serial_copy = val();
@@ -301,6 +304,17 @@ int RunSynthetic(Args& a) {
         fail(n + " at " + std::to_string(int(h["epoch_ms"])) + " ms is not 4x below the baseline");
       }
       if (c["speculative"] && !(c["spec_pages_per_epoch"].get<double>() > 0)) fail(n + " sent nothing early");
+    }
+  }
+  // The library's eager policy through the adapter must act exactly as the
+  // test driver that sends every page written in the tick.
+  for (const auto& h : engine.Summary()) {
+    std::map<std::string, double> end;
+    for (const auto& c : h["configs"]) end[c["config"]] = c["end_bytes_per_epoch"]["mean"].get<double>() + c["spec_bytes_per_epoch"].get<double>() * 1e-9;
+    for (const char* suffix : {"", "+runs"}) {
+      auto a = end.find(std::string("spec-eager") + suffix), b = end.find(std::string("spec-test-eager") + suffix);
+      if (a != end.end() && b != end.end() && a->second != b->second)
+        fail(std::string("spec-eager") + suffix + " differs from the test driver");
     }
   }
   std::printf("synthetic: %llu ticks, %llu pages checked, %s\n",

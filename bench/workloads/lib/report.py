@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+"""Table and plots of `make bench-workloads`.
+
+Usage: report.py RESULTS_DIR   (default bench/results)
+
+Reads RESULTS_DIR/workloads/NAME.json (summaries written by
+ftsync_workload_eval) and NAME-series.json.gz (per-epoch series), writes
+  RESULTS_DIR/workloads.txt       the table (also printed)
+  RESULTS_DIR/workloads.json      every workload's summary in one file
+  RESULTS_DIR/workloads/NAME-bytes.png   end-of-epoch bytes over time
+  RESULTS_DIR/workloads/pause-cdf.png    pause CDF per workload and epoch
+Plots need python3-matplotlib (Debian); without it only the text and JSON.
+"""
+import glob
+import gzip
+import json
+import os
+import sys
+from datetime import datetime, timezone
+
+# Configurations drawn in the per-epoch plots (others are in the table).
+PLOT_CONFIGS = ["remus", "remus-xor-rle", "xbzrle", "blocks-64", "runs", "hash-64",
+                "runs+zstd-1", "remus+zlib-1"]
+
+
+def load(res):
+    out = []
+    for path in sorted(glob.glob(os.path.join(res, "workloads", "*.json"))):
+        if path.endswith("-series.json"):
+            continue
+        with open(path) as f:
+            out.append(json.load(f))
+    return out
+
+
+def kb(x):
+    return x / 1024.0
+
+
+def table(workloads):
+    lines = []
+    w = lines.append
+    w("ftsync memory-sync configurations on real workloads (make bench-workloads)")
+    w("Bytes per epoch sent at the epoch's end (what the pause and the output")
+    w("release wait for), factor = Remus baseline bytes / these bytes (sums over the")
+    w("run), total = end + speculative bytes, CPU = encode (+compress) thread CPU per")
+    w("epoch, xcopy = that CPU / the staging memcpy of the same pages in the same run.")
+    w("Pause = stop + dirty-log harvest + staging copy + device state save + cont")
+    w("(measured at every epoch end of the live run; the same for every")
+    w("configuration whose pages are staged at the end).")
+    for wl in workloads:
+        run = wl["run"]
+        w("")
+        w("=" * 100)
+        w("%s: %s" % (wl["workload"], wl.get("description", "")))
+        w("  guest %d MiB, %s; %.1f s of guest time evaluated (%s), %d ticks of %.0f ms;"
+          % (run.get("ram_mb", 0), run.get("qemu", ""), run["guest_s"], run.get("end_reason", ""),
+             run["ticks"], run["tick_ms"]))
+        w("  shadow stores %d MiB each; decoding checked on %d pages, %d failures; evaluator %.0f s wall"
+          % (run["shadow_budget_bytes"] >> 20, run["verify_checked"], run["verify_failures"],
+             run.get("eval_wall_s", 0)))
+        for line in run.get("guest_log", []):
+            if line.startswith("wl-load: ") and any(k in line for k in ("tps", "Throughput", "delivered", "latency average", "mailboxes")):
+                w("  " + line)
+        for h in wl["horizons"]:
+            p = h["pause_ms"]
+            w("")
+            w("  epoch %d ms: %d epochs, dirty pages/epoch mean %.0f (max %d); pause p50 %.2f ms, p99 %.2f ms"
+              " (staging copy p50 %.2f ms)"
+              % (h["epoch_ms"], h["epochs"], h["dirty_pages_per_epoch"]["mean"],
+                 h["dirty_pages_per_epoch"]["max"], p["p50"], p["p99"], p["copy_p50"]))
+            w("  %-30s %11s %8s %11s %7s %10s %7s %6s" %
+              ("configuration", "end KiB/ep", "factor", "total KiB", "tot/base", "CPU us/ep", "xcopy", "hits"))
+            for c in h["configs"]:
+                hit = c.get("shadow", {}).get("hit_rate", c.get("cache_hit_rate"))
+                w("  %-30s %11.1f %8.2f %11.1f %7.2f %10.0f %7.2f %6s" % (
+                    c["config"], kb(c["end_bytes_per_epoch"]["mean"]), c["end_factor"],
+                    kb(c["total_bytes_per_epoch"]), c["total_vs_baseline"],
+                    c["encode_cpu_us_per_epoch"]["mean"], c["cpu_vs_memcpy"],
+                    "" if hit is None else "%.2f" % hit))
+    # Headline: the paper's three numbers per workload at each epoch length.
+    w("")
+    w("=" * 100)
+    w("Headline: end-of-epoch bytes, factor against Remus (best configuration of each kind)")
+    w("  %-11s %5s %22s %22s %22s %22s" % ("workload", "epoch", "fine-grained", "+compression",
+                                            "speculative", "combined"))
+
+    def best(h, pred):
+        cands = [c for c in h["configs"] if pred(c)]
+        if not cands:
+            return "-"
+        c = max(cands, key=lambda c: c["end_factor"])
+        return "%s %.1fx" % (c["config"], c["end_factor"])
+
+    for wl in workloads:
+        for h in wl["horizons"]:
+            fine = lambda c: (not c["speculative"] and not c["compressor"] and
+                              c["config"].split("-")[0] in ("blocks", "runs", "hash"))
+            comp = lambda c: not c["speculative"] and c["compressor"] and c["config"].startswith("runs")
+            spec = lambda c: c["speculative"] and c["config"].count("+") == 0 and c["total_vs_baseline"] <= 1.2
+            comb = lambda c: c["speculative"] and c["config"].count("+") >= 1
+            w("  %-11s %5d %22s %22s %22s %22s" % (wl["workload"], h["epoch_ms"], best(h, fine),
+                                                   best(h, comp), best(h, spec), best(h, comb)))
+    return "\n".join(lines) + "\n"
+
+
+def plots(res, workloads):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report.py: python3-matplotlib missing, no plots", file=sys.stderr)
+        return []
+    made = []
+    pauses = {}
+    for wl in workloads:
+        name = wl["workload"]
+        path = os.path.join(res, "workloads", name + "-series.json.gz")
+        if not os.path.exists(path):
+            continue
+        with gzip.open(path, "rt") as f:
+            series = json.load(f)
+        hs = series["horizons"]
+        fig, axes = plt.subplots(len(hs), 1, figsize=(11, 3.2 * len(hs)), squeeze=False)
+        for ax, h in zip(axes[:, 0], hs):
+            ms = h["epoch_ms"]
+            names = [n for n in PLOT_CONFIGS if n in h["configs"]]
+            names += [n for n in h["configs"] if n.startswith("spec-") and n.count("+") <= 1]
+            for n in names:
+                ys = h["configs"][n]["end_bytes"]
+                xs = [(i + 1) * ms / 1000.0 for i in range(len(ys))]
+                ax.plot(xs, [max(y, 1) / 1024.0 for y in ys], label=n, linewidth=0.8)
+            ax.set_yscale("log")
+            ax.set_title("%s: end-of-epoch bytes per epoch, %d ms epochs" % (name, ms), fontsize=10)
+            ax.set_xlabel("guest time under evaluation (s)")
+            ax.set_ylabel("KiB per epoch")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7, ncol=4, loc="upper right")
+            pauses[(name, ms)] = h["pause_ms"]
+        fig.tight_layout()
+        out = os.path.join(res, "workloads", name + "-bytes.png")
+        fig.savefig(out, dpi=90)
+        plt.close(fig)
+        made.append(out)
+    if pauses:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for (name, ms), v in sorted(pauses.items()):
+            if not v:
+                continue
+            v = sorted(v)
+            ax.plot(v, [(i + 1) / len(v) for i in range(len(v))], label="%s %d ms" % (name, ms))
+        ax.set_xlabel("guest pause per epoch (ms): stop + harvest + staging copy + device state + cont")
+        ax.set_ylabel("fraction of epochs")
+        ax.set_title("Pause CDF (QEMU/TCG, measured in the live runs)", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out = os.path.join(res, "workloads", "pause-cdf.png")
+        fig.savefig(out, dpi=90)
+        plt.close(fig)
+        made.append(out)
+    return made
+
+
+def main():
+    res = sys.argv[1] if len(sys.argv) > 1 else "bench/results"
+    workloads = load(res)
+    if not workloads:
+        print("report.py: no results in %s/workloads" % res, file=sys.stderr)
+        return 1
+    text = table(workloads)
+    sys.stdout.write(text)
+    with open(os.path.join(res, "workloads.txt"), "w") as f:
+        f.write(text)
+    with open(os.path.join(res, "workloads.json"), "w") as f:
+        json.dump({"generated_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   "workloads": workloads}, f, indent=1)
+        f.write("\n")
+    for p in plots(res, workloads):
+        print("report.py: wrote %s" % p, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
