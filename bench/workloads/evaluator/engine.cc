@@ -95,6 +95,8 @@ struct Engine::Horizon {
   std::vector<double> pause_ms, pause_copy_ms;
   std::vector<double> epoch_guest_ms;
   double guest_ms_acc = 0;
+  double guest_total = 0;   // guest ms since the start
+  double next_end = 0;      // guest ms at which the current epoch ends
   std::vector<uint64_t> final_scratch;
   Lane* cache_ref = nullptr;  // the "runs" lane
   std::vector<uint8_t> cached;
@@ -130,6 +132,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o, uint64_t 
     auto h = std::make_unique<Horizon>();
     h->ms = ms;
     h->ticks = static_cast<int>(std::round(t));
+    h->next_end = ms;
     h->uni.Resize(frames);
     h->sent_len = frames * kPage;
     void* p = mmap(nullptr, h->sent_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -216,8 +219,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o, uint64_t 
 
 void Engine::Start() {
   constexpr uint64_t kChunk = 1024;
-  std::vector<uint8_t> sink;
-  for (auto& h : horizons_) {
+  auto seed = [this](Horizon* h) {
+    std::vector<uint8_t> sink;
     std::memcpy(h->sent, ram_, frames_ * kPage);
     for (auto& lane : h->lanes) {
       for (uint64_t p0 = 0; p0 < frames_; p0 += kChunk) {
@@ -227,7 +230,13 @@ void Engine::Start() {
       }
       lane->stats0 = lane->coder->shadow_stats();
     }
-  }
+  };
+  std::vector<std::future<void>> rest;
+  for (size_t i = 1; i < horizons_.size(); ++i)
+    rest.push_back(std::async(opts_.threads > 1 ? std::launch::async : std::launch::deferred, seed,
+                              horizons_[i].get()));
+  if (!horizons_.empty()) seed(horizons_[0].get());
+  for (auto& f : rest) f.get();
 }
 
 std::vector<EpochEnd> Engine::OnTick(std::span<const uint64_t> written, double run_ms) {
@@ -239,6 +248,7 @@ std::vector<EpochEnd> Engine::OnTick(std::span<const uint64_t> written, double r
     Horizon& h = *hp;
     h.ended = false;
     h.guest_ms_acc += run_ms;
+    h.guest_total += run_ms;
     for (uint64_t p : written) h.uni.Set(p);
     for (auto& lane : h.lanes) {
       if (!lane->spec) continue;
@@ -246,7 +256,11 @@ std::vector<EpochEnd> Engine::OnTick(std::span<const uint64_t> written, double r
         if (lane->state[p] == 1) lane->state[p] = 2;
     }
     ++h.tick;
-    if (h.tick == h.ticks) {
+    // The epoch ends at the tick nearest to its nominal end in guest time
+    // (ticks can run longer than tick_ms when QMP is slow).
+    if (h.guest_total + run_ms / 2 >= h.next_end) {
+      h.next_end += h.ms;
+      if (h.next_end <= h.guest_total) h.next_end = h.guest_total + h.ms;
       h.end_result = EndEpoch(h);
       h.ended = true;
     } else {
@@ -515,6 +529,9 @@ nlohmann::json Engine::Series() const {
     json hj;
     hj["epoch_ms"] = h.ms;
     hj["dirty_pages"] = h.pages_series;
+    std::vector<double> gms;
+    for (double v : h.epoch_guest_ms) gms.push_back(std::round(v * 100) / 100);
+    hj["guest_ms"] = gms;
     std::vector<double> pause;
     for (double v : h.pause_ms) pause.push_back(std::round(v * 1000) / 1000);
     hj["pause_ms"] = pause;

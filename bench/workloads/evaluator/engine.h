@@ -4,7 +4,11 @@
 // configuration side by side on the same states, each with its own sender
 // state, for several epoch lengths built from the same tick stream.
 //
-// Epochs. An epoch of E ms is E / tick_ms ticks. Its dirty set is the union
+// Epochs. An epoch of E ms ends at the tick nearest to the next multiple of
+// E ms of guest time (E / tick_ms ticks when ticks keep their nominal
+// length; fewer when the pause/resume round trips make them longer, as on a
+// loaded host -- the speculation policies are told the nominal count and
+// tolerate shorter epochs). Its dirty set is the union
 // of its ticks' write sets; what is sent at its end are those pages'
 // contents at the end (read while the guest is paused). Every epoch length
 // keeps its own image of what the backup holds (its last boundary), which

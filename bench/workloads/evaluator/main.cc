@@ -364,7 +364,7 @@ int RunQemu(Args& a) {
                   "-machine", "vmport=off,sata=off,smbus=off,i8042=off,usb=off",
                   "-serial", "file:" + serial, "-no-reboot",
                   "-kernel", kernel, "-initrd", initrd,
-                  "-append", "console=ttyS0 quiet panic=-1",
+                  "-append", "console=ttyS0 quiet panic=-1 nokaslr",
                   "-drive", "file=" + disk + ",if=virtio,format=raw,cache=unsafe,snapshot=on"};
   const double t_launch = NowMs();
   auto proc = QemuProcess::Launch(l);
@@ -410,6 +410,31 @@ int RunQemu(Args& a) {
   }
   const uint8_t* ram = static_cast<const uint8_t*>(map);
 
+  // The guest's own clock: jiffies_64 (its address from the console, the
+  // tick rate from the image cache). Used to hold ticks to tick_ms of guest
+  // time and to report guest time; without it the host's estimate is used.
+  uint64_t jiffies_off = 0;
+  double hz = 0;
+  {
+    std::ifstream hf(a.image_dir + "/kernel-hz");
+    hf >> hz;
+    const std::string& t = watch.text();
+    size_t at = t.find("FTSYNC-WL-JIFFIES ");
+    if (at != std::string::npos && hz > 0) {
+      uint64_t virt = std::strtoull(t.c_str() + at + 18, nullptr, 16);
+      const uint64_t kmap = 0xffffffff80000000ull;
+      if (virt > kmap && virt - kmap + 8 <= l.ram_bytes) jiffies_off = virt - kmap;
+    }
+    if (!jiffies_off)
+      std::fprintf(stderr, "%s: warning: no guest clock (jiffies_64); guest time is the host's estimate\n",
+                   a.workload.c_str());
+  }
+  auto jiffies = [&]() -> uint64_t {
+    uint64_t v;
+    std::memcpy(&v, ram + jiffies_off, 8);
+    return v;
+  };
+
   auto check = [&](const Status& s, const char* what) {
     if (!s.ok()) {
       std::fprintf(stderr, "ftsync_workload_eval: %s: %s\n", what, s.ToString().c_str());
@@ -433,7 +458,12 @@ int RunQemu(Args& a) {
   DirtyBitmap bm;
   std::vector<uint64_t> written;
   const double t_eval = NowMs();
-  double cont_ms = 0, save_ms_sum = 0;
+  double cont_ms = 0, save_ms_sum = 0, stop_ms_avg = 1.0;
+  // Host milliseconds of run per guest millisecond, learned from jiffies.
+  double scale = 1.0, host_run_sum = 0;
+  const uint64_t j0 = jiffies_off ? jiffies() : 0;
+  bool clock_ok = jiffies_off != 0;
+  double guest_clock_ms = 0;
   double w_qmp = 0, w_harvest = 0, w_engine = 0, w_run = 0;
   uint64_t saves = 0;
   bool ended = false;
@@ -444,14 +474,18 @@ int RunQemu(Args& a) {
     check(domain->Resume(), "cont");
     double c1 = NowMs();
     cont_ms = c1 - c0;
-    // Run one tick. A short sleep then spin for precision.
-    const double until = c1 + a.engine.tick_ms;
-    if (a.engine.tick_ms > 2) std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>((a.engine.tick_ms - 1.5) * 1e3)));
+    // Run one tick: the guest runs from about the middle of cont's round
+    // trip to about the middle of stop's, so stop is issued half a (recent)
+    // stop latency before the tick's nominal end. A sleep, then a spin.
+    const double until = (c0 + c1) / 2 + a.engine.tick_ms * scale - stop_ms_avg / 2;
+    const double sleep_ms = until - NowMs() - 1.0;
+    if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(sleep_ms * 1e3)));
     while (NowMs() < until) {
     }
     double s0 = NowMs();
     Status st = domain->Suspend();
     double s1 = NowMs();
+    stop_ms_avg = 0.9 * stop_ms_avg + 0.1 * (s1 - s0);
     if (!st.ok()) {
       if (process->Exited()) {
         end_reason = "guest powered off";
@@ -459,7 +493,21 @@ int RunQemu(Args& a) {
       }
       check(st, "stop");
     }
-    const double run_ms = (s0 + s1) / 2 - (c0 + c1) / 2;
+    const double host_run = (s0 + s1) / 2 - (c0 + c1) / 2;
+    host_run_sum += host_run;
+    if (clock_ok) {
+      const double g = static_cast<double>(jiffies() - j0) * 1000.0 / hz;
+      guest_clock_ms = g;
+      if (host_run_sum > 2000 && (g < host_run_sum * 0.2 || g > host_run_sum * 5)) {
+        std::fprintf(stderr, "%s: warning: the guest clock at 0x%llx is implausible (%.0f ms guest for %.0f ms run); using the host's estimate\n",
+                     a.workload.c_str(), static_cast<unsigned long long>(jiffies_off), g, host_run_sum);
+        clock_ok = false;
+        scale = 1.0;
+      } else if (g >= 200) {
+        scale = std::clamp(host_run_sum / g, 0.3, 3.0);
+      }
+    }
+    const double run_ms = host_run / scale;
     check(domain->FetchAndClearDirty(&bm), "harvest");
     double f1 = NowMs();
     written.clear();
@@ -515,6 +563,10 @@ int RunQemu(Args& a) {
   run["end_reason"] = end_reason;
   run["ram_mb"] = a.ram_mb;
   run["device_state_save_ms_mean"] = saves ? save_ms_sum / saves : 0;
+  run["guest_clock"] = clock_ok ? "jiffies" : "host estimate";
+  if (clock_ok) run["guest_s_jiffies"] = guest_clock_ms / 1e3;
+  run["host_ms_per_guest_ms"] = scale;
+  run["tick_run_ms_mean"] = engine.ticks() ? engine.guest_ms() / static_cast<double>(engine.ticks()) : 0.0;
   run["wall_s"] = {{"guest_running", w_run / 1e3}, {"qmp_stop_cont", w_qmp / 1e3},
                    {"harvest", w_harvest / 1e3}, {"evaluation", w_engine / 1e3},
                    {"device_state_save", save_ms_sum / 1e3}};

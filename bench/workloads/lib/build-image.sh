@@ -2,6 +2,7 @@
 # Builds, from Debian packages only, the guest that runs one workload of
 # `make bench-workloads`:
 #   CACHE/vmlinuz            Debian's kernel (linux-image-amd64 of the base)
+#   CACHE/kernel-hz          its CONFIG_HZ (the guest clock's tick)
 #   CACHE/initrd.gz          a tiny busybox initramfs: loads virtio + ext4,
 #                            mounts /dev/vda, switch_root to /sbin/ftsync-wl-init
 #   CACHE/NAME/root.img      the workload's root file system (ext4, raw):
@@ -124,6 +125,8 @@ exec switch_root /newroot /sbin/ftsync-wl-init
 EOF
   chmod 755 "$work/init"
   cp "$base/boot/vmlinuz-$kver" "$cache/vmlinuz.tmp"; mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"
+  # The evaluator converts the guest's jiffies to time.
+  sed -n 's/^CONFIG_HZ=//p' "$base/boot/config-$kver" >"$cache/kernel-hz"
   (cd "$work" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 >"$cache/initrd.gz.tmp"
   mv "$cache/initrd.gz.tmp" "$cache/initrd.gz"
   rm -rf "$work"

@@ -27,6 +27,9 @@ mkdir -p /run/lock
 fail() { echo "FTSYNC-WL-FAIL $*"; sync; poweroff -f; sleep 3600; }
 # shellcheck disable=SC1091
 . /ftsync/workload.sh || fail "cannot read /ftsync/workload.sh"
+# Where the kernel keeps jiffies_64 (booted with nokaslr: physical address =
+# this - 0xffffffff80000000): the evaluator reads the guest's own clock there.
+echo "FTSYNC-WL-JIFFIES $(awk '$3 == "jiffies_64" {print $1; exit}' /proc/kallsyms)"
 echo "ftsync-wl-init: kernel up at $(cut -d' ' -f1 /proc/uptime) s, starting the server"
 wl_start > /tmp/wl-start.log 2>&1 || { tail -20 /tmp/wl-start.log; fail "wl_start failed"; }
 echo "ftsync-wl-init: server up at $(cut -d' ' -f1 /proc/uptime) s"

@@ -19,8 +19,8 @@ import sys
 from datetime import datetime, timezone
 
 # Configurations drawn in the per-epoch plots (others are in the table).
-PLOT_CONFIGS = ["remus", "remus-xor-rle", "xbzrle", "blocks-64", "runs", "hash-64",
-                "runs+zstd-1", "remus+zlib-1"]
+PLOT_CONFIGS = ["remus", "remus-xor-rle", "xbzrle", "runs", "hash-64", "runs+zstd-1",
+                "spec-history", "spec-history+runs", "spec-history+runs+zstd-1", "remus+zlib-1"]
 
 
 def load(res):
@@ -60,7 +60,7 @@ def table(workloads):
           % (run["shadow_budget_bytes"] >> 20, run["verify_checked"], run["verify_failures"],
              run.get("eval_wall_s", 0)))
         for line in run.get("guest_log", []):
-            if line.startswith("wl-load: ") and any(k in line for k in ("tps", "Throughput", "delivered", "latency average", "mailboxes")):
+            if line.startswith("wl-load: ") and any(k in line for k in ("tps", "MB/sec", "delivered", "latency average", "mailboxes")):
                 w("  " + line)
         for h in wl["horizons"]:
             p = h["pause_ms"]
@@ -126,15 +126,19 @@ def plots(res, workloads):
         for ax, h in zip(axes[:, 0], hs):
             ms = h["epoch_ms"]
             names = [n for n in PLOT_CONFIGS if n in h["configs"]]
-            names += [n for n in h["configs"] if n.startswith("spec-") and n.count("+") <= 1]
+            # x: the guest time at each epoch's end (measured), else nominal.
+            gms = h.get("guest_ms") or [ms] * len(h["dirty_pages"])
+            xs, t = [], 0.0
+            for g in gms:
+                t += g
+                xs.append(t / 1000.0)
             for n in names:
                 ys = h["configs"][n]["end_bytes"]
-                xs = [(i + 1) * ms / 1000.0 for i in range(len(ys))]
-                ax.plot(xs, [max(y, 1) / 1024.0 for y in ys], label=n, linewidth=0.8)
+                ax.plot(xs[:len(ys)], [max(y / 1024.0, 0.1) for y in ys], label=n, linewidth=0.7)
             ax.set_yscale("log")
             ax.set_title("%s: end-of-epoch bytes per epoch, %d ms epochs" % (name, ms), fontsize=10)
             ax.set_xlabel("guest time under evaluation (s)")
-            ax.set_ylabel("KiB per epoch")
+            ax.set_ylabel("KiB per epoch (floor 0.1)")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7, ncol=4, loc="upper right")
             pauses[(name, ms)] = h["pause_ms"]
@@ -151,6 +155,7 @@ def plots(res, workloads):
             v = sorted(v)
             ax.plot(v, [(i + 1) / len(v) for i in range(len(v))], label="%s %d ms" % (name, ms))
         ax.set_xlabel("guest pause per epoch (ms): stop + harvest + staging copy + device state + cont")
+        ax.set_xscale("log")
         ax.set_ylabel("fraction of epochs")
         ax.set_title("Pause CDF (QEMU/TCG, measured in the live runs)", fontsize=10)
         ax.grid(True, alpha=0.3)

@@ -25,7 +25,7 @@ for w in "$@"; do
   eval "$(bash -c '. "$1"; printf "ram=%q secs=%q desc=%q\n" "${WL_RAM_MB:-512}" "${WL_SECONDS:-60}" "${WL_DESCRIPTION:-}"' _ "$script")"
   echo "run.sh: $w: ${secs} s of load in a ${ram} MiB guest" >&2
   if "$build/bin/ftsync_workload_eval" --workload "$w" --description "$desc" --image-dir "$cache" \
-       --build "$build" --ram-mb "$ram" --max-guest-s "$((secs + 5))" ${FTSYNC_WL_EVAL_ARGS:-} \
+       --build "$build" --ram-mb "$ram" --max-guest-s "$((secs + 10))" ${FTSYNC_WL_EVAL_ARGS:-} \
        --json "$res/workloads/$w.json" --series "$res/workloads/$w-series.json" \
        --serial-copy "$res/workloads/$w-console.txt"; then
     gzip -9nf "$res/workloads/$w-series.json"
