@@ -87,7 +87,7 @@ struct EngineOptions {
   double tick_ms = 5;
   std::vector<int> epoch_ms = {25, 100, 200};
   size_t shadow_budget = size_t{64} << 20;  // per shadow store
-  uint64_t verify_every = 8;                // 0: no check
+  uint64_t verify_every = 16;               // 0: no check
   std::vector<SpecPolicyFactory> spec_policies;
   // The policy used in the combined configurations; "" = the first one.
   std::string combined_policy;

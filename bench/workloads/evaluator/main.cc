@@ -93,7 +93,7 @@ void Usage(FILE* f) {
       "  --max-guest-s X       stop after this much guest time under evaluation [75]\n"
       "  --boot-timeout-s N    wait this long (wall) for the load to start [900]\n"
       "  --shadow-mb N         memory budget of each shadow store [guest RAM / 4]\n"
-      "  --verify-every N      check every Nth pfn's decoding (0: off) [8]\n"
+      "  --verify-every N      check every Nth pfn's decoding (0: off) [16]\n"
       "  --policies LIST       speculation policies (all, none, or names) [all]\n"
       "  --no-save-state       leave the device-state save out of the pause\n"
       "  --threads N           evaluate epoch lengths on N threads (1 or 2) [2]\n"
