@@ -18,6 +18,7 @@ constexpr NamedPolicy kPolicies[] = {
     {SpeculationPolicyKind::kNone, "none"},
     {SpeculationPolicyKind::kEager, "eager"},
     {SpeculationPolicyKind::kHistory, "history"},
+    {SpeculationPolicyKind::kFill, "fill"},
 };
 
 // Strikes saturate here; the suppression level added by a strike is
@@ -27,6 +28,11 @@ constexpr uint8_t kMaxStrikes = 6;
 constexpr double kWasteGain = 0.25;
 // Lowest waste rate assumed when converting the allowance into sends.
 constexpr double kMinWasteRate = 0.02;
+// fill: pages whose estimated chance of surviving the last tick is lower
+// are not worth a send.
+constexpr double kMinFillOdds = 0.2;
+// fill: outcome counts saturate here (older outcomes fade by halving).
+constexpr uint8_t kMaxOutcomes = 32;
 
 template <typename F>
 void ForEachSetBit(const DirtyBitmap& b, F f) {
@@ -52,7 +58,7 @@ Result<SpeculationPolicyKind> ParseSpeculationPolicy(std::string_view name) {
   for (const auto& p : kPolicies)
     if (name == p.name) return p.kind;
   return Status(Errc::kInvalidArgument, "unknown speculation policy '" + std::string(name) +
-                                            "' (expected none, eager or history)");
+                                            "' (expected none, eager, history or fill)");
 }
 
 std::vector<SpeculationPolicyKind> AllSpeculationPolicies() {
@@ -64,7 +70,8 @@ std::vector<SpeculationPolicyKind> AllSpeculationPolicies() {
 SpeculationOptions DefaultSpeculationOptions(SpeculationPolicyKind kind) {
   SpeculationOptions o;
   o.kind = kind;
-  if (kind != SpeculationPolicyKind::kHistory) o.budget_ratio = 0;
+  if (kind == SpeculationPolicyKind::kNone || kind == SpeculationPolicyKind::kEager)
+    o.budget_ratio = 0;
   return o;
 }
 
@@ -103,6 +110,9 @@ SpeculationPolicy::SpeculationPolicy(uint64_t frames, const SpeculationOptions& 
       state_(frames, kClean),
       sends_(frames, 0),
       sent_tick_(frames, 0),
+      filled_(frames, 0),
+      fill_ok_(frames, 0),
+      fill_bad_(frames, 0),
       win_baseline_(o.budget_window, 0.0),
       win_total_(o.budget_window, 0.0) {}
 
@@ -136,6 +146,7 @@ Status SpeculationPolicy::BeginEpoch() {
   epoch_ = SpeculationStats{};
   epoch_.epochs = 1;
   inflight_ = 0;
+  epoch_fill_sends_ = 0;
   answer_.clear();
   return Status::OK();
 }
@@ -151,8 +162,8 @@ void SpeculationPolicy::NoteWaste(uint64_t pfn, uint32_t tick) {
   ++epoch_.wasted_sends;
 }
 
-size_t SpeculationPolicy::BudgetAllowance() const {
-  if (opts_.budget_ratio <= 0) return SIZE_MAX;
+double SpeculationPolicy::BudgetRoom() const {
+  if (opts_.budget_ratio <= 0) return std::numeric_limits<double>::infinity();
   double b = double(epoch_.baseline_pages), t = 0;
   for (size_t i = 0; i < win_count_; ++i) {
     b += win_baseline_[i];
@@ -162,10 +173,44 @@ size_t SpeculationPolicy::BudgetAllowance() const {
   // waste of the sends still in flight.
   double waste = (t - (b - double(epoch_.baseline_pages))) + double(epoch_.wasted_sends) +
                  waste_rate_ * double(inflight_);
-  double allowance = (opts_.budget_ratio - 1.0) * b - waste;
-  if (allowance <= 0) return 0;
-  double n = std::floor(allowance / std::max(waste_rate_, kMinWasteRate));
+  return (opts_.budget_ratio - 1.0) * b - waste;
+}
+
+size_t SpeculationPolicy::Allowance(double room) const {
+  if (std::isinf(room)) return SIZE_MAX;
+  if (room <= 0) return 0;
+  double n = std::floor(room / std::max(waste_rate_, kMinWasteRate));
   return n >= double(SIZE_MAX / 2) ? SIZE_MAX / 2 : size_t(n);
+}
+
+double SpeculationPolicy::FillOdds(uint64_t pfn) const {
+  return (double(fill_ok_[pfn]) + 1.0) / (double(fill_ok_[pfn]) + double(fill_bad_[pfn]) + 2.0);
+}
+
+void SpeculationPolicy::AddFill(uint32_t tick, double room) {
+  // Only at the last tick, only with a budget, only what it still covers.
+  if (opts_.kind != SpeculationPolicyKind::kFill || opts_.budget_ratio <= 0) return;
+  if (tick + 1 < opts_.ticks_per_epoch) return;
+  room -= waste_rate_ * double(candidates_.size());
+  if (room <= 0) return;
+  fill_.clear();
+  for (uint64_t p : touched_) {
+    // What history held back (its own candidates are already chosen).
+    if (state_[p] != kDirty || (level_[p] == 0 && tick > late_[p])) continue;
+    if (FillOdds(p) >= kMinFillOdds) fill_.push_back(p);
+  }
+  std::sort(fill_.begin(), fill_.end(), [&](uint64_t a, uint64_t b) {
+    double oa = FillOdds(a), ob = FillOdds(b);
+    return oa != ob ? oa > ob : a < b;
+  });
+  for (uint64_t p : fill_) {
+    double risk = 1.0 - FillOdds(p);
+    if (risk > room) break;
+    room -= risk;
+    candidates_.push_back(p);
+    filled_[p] = 1;
+    ++epoch_fill_sends_;
+  }
 }
 
 void SpeculationPolicy::Choose(uint32_t tick) {
@@ -180,6 +225,7 @@ void SpeculationPolicy::Choose(uint32_t tick) {
       }
       return;  // pfn order of first sight
     case SpeculationPolicyKind::kHistory:
+    case SpeculationPolicyKind::kFill:
       for (uint64_t p : touched_) {
         if (state_[p] != kDirty || level_[p] != 0 || tick <= late_[p]) continue;
         candidates_.push_back(p);
@@ -222,11 +268,13 @@ Result<std::span<const uint64_t>> SpeculationPolicy::Tick(uint32_t tick,
   });
 
   Choose(tick);
-  size_t allow = BudgetAllowance();
+  const double room = BudgetRoom();
+  size_t allow = Allowance(room);
   if (candidates_.size() > allow) {
     epoch_.throttled_pages += candidates_.size() - allow;
     candidates_.resize(allow);
   }
+  AddFill(tick, room);
   answer_.assign(candidates_.begin(), candidates_.end());
   std::sort(answer_.begin(), answer_.end());
   for (uint64_t p : answer_) {
@@ -247,6 +295,10 @@ Status SpeculationPolicy::Unsent(std::span<const uint64_t> pfns) {
     --sends_[p];
     --inflight_;
     --epoch_.speculative_sends;
+    if (filled_[p]) {
+      filled_[p] = 0;
+      --epoch_fill_sends_;
+    }
     // A page sent before and rewritten goes back to "rewritten".
     state_[p] = sends_[p] > 0 ? kRewritten : kDirty;
   }
@@ -295,8 +347,20 @@ Status SpeculationPolicy::EndEpoch(const DirtyBitmap& final_dirty, const DirtyBi
   epoch_.final_pages = final_pages;
 
   // Learn, and reset the epoch's per-page state.
+  uint64_t fill_wasted = 0;
   for (uint64_t p : touched_) {
     const uint8_t st = state_[p];
+    if (filled_[p]) {
+      // A gamble of the last tick: it only teaches the page's odds.
+      uint8_t& n = st == kSent ? fill_ok_[p] : fill_bad_[p];
+      if (st != kSent) ++fill_wasted;
+      if (++n >= kMaxOutcomes) {
+        fill_ok_[p] /= 2;
+        fill_bad_[p] /= 2;
+      }
+      if (st == kSent) ++epoch_.saved_pages;
+      continue;
+    }
     if (st == kSent) {
       ++epoch_.saved_pages;
       if (strikes_[p] > 0) --strikes_[p];
@@ -325,6 +389,7 @@ Status SpeculationPolicy::EndEpoch(const DirtyBitmap& final_dirty, const DirtyBi
   for (uint64_t p : touched_) {
     state_[p] = kClean;
     sends_[p] = 0;
+    filled_[p] = 0;
   }
   touched_.clear();
   answer_.clear();
@@ -340,8 +405,11 @@ Status SpeculationPolicy::EndEpoch(const DirtyBitmap& final_dirty, const DirtyBi
   win_total_[win_next_] = total;
   win_next_ = (win_next_ + 1) % win_baseline_.size();
   win_count_ = std::min(win_count_ + 1, win_baseline_.size());
-  if (epoch_.speculative_sends > 0) {
-    double rate = double(epoch_.wasted_sends) / double(epoch_.speculative_sends);
+  // The waste rate of the policy's own choices (fill's gambles have their
+  // per-page odds instead).
+  const uint64_t own_sends = epoch_.speculative_sends - epoch_fill_sends_;
+  if (own_sends > 0) {
+    double rate = double(epoch_.wasted_sends - fill_wasted) / double(own_sends);
     waste_rate_ += kWasteGain * (rate - waste_rate_);
   }
 

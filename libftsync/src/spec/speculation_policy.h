@@ -65,6 +65,15 @@
 //            again while it stays hot; a page written at ticks 2 and 6 of
 //            each epoch is, after one wasted send, sent from tick 7 on and
 //            saved; a cold page is sent the first tick it is seen.
+//   fill     history, plus: at the epoch's last tick, what is left of the
+//            budget is spent on the pages history holds back (hot or
+//            recently wasted) with the best record of surviving that last
+//            tick, estimated per page from its earlier last-tick sends
+//            ((saved + 1) / (sends + 2); pages below 0.2 are never
+//            tried). Each such send is charged its own risk (1 - odds)
+//            against the budget. Without a budget it is history. The
+//            budget is meant to be used: fill buys a lower end-of-epoch
+//            set with bytes the operator already allowed.
 //   Every policy can be held to a byte budget (SpeculationOptions::
 //   budget_ratio): total <= budget_ratio * baseline over a sliding
 //   window of epochs. At each tick the policy allows only as many new
@@ -94,9 +103,10 @@ enum class SpeculationPolicyKind {
   kNone,
   kEager,
   kHistory,
+  kFill,
 };
 
-// "none", "eager", "history".
+// "none", "eager", "history", "fill".
 const char* SpeculationPolicyName(SpeculationPolicyKind kind);
 // The inverse of SpeculationPolicyName; kInvalidArgument naming `name` and
 // the accepted names otherwise.
@@ -125,8 +135,8 @@ struct SpeculationOptions {
   bool can_rearm = true;
 };
 
-// The default options of a policy: history with the 1.2 budget, eager and
-// none without a budget (eager is the unthrottled reference).
+// The default options of a policy: history and fill with the 1.2 budget,
+// eager and none without a budget (eager is the unthrottled reference).
 SpeculationOptions DefaultSpeculationOptions(SpeculationPolicyKind kind);
 
 // Counts of one epoch, or summed over epochs (see the header comment).
@@ -224,8 +234,15 @@ class SpeculationPolicy {
   void NoteWaste(uint64_t pfn, uint32_t tick);
   // Candidates of this tick, best first, by policy.
   void Choose(uint32_t tick);
-  // How many new sends the budget allows now (SIZE_MAX: no budget).
-  size_t BudgetAllowance() const;
+  // Expected waste the budget still allows now (infinity: no budget).
+  double BudgetRoom() const;
+  // How many new sends `room` covers at the current waste rate.
+  size_t Allowance(double room) const;
+  // fill: estimated chance that `pfn` sent at the last tick is not
+  // rewritten before the epoch ends.
+  double FillOdds(uint64_t pfn) const;
+  // fill: appends the last tick's gambles to candidates_.
+  void AddFill(uint32_t tick, double room);
 
   const uint64_t frames_;
   const SpeculationOptions opts_;
@@ -241,6 +258,11 @@ class SpeculationPolicy {
   std::vector<uint8_t> state_;
   std::vector<uint16_t> sends_;        // speculative sends of the page
   std::vector<uint16_t> sent_tick_;    // tick of the latest send
+  std::vector<uint8_t> filled_;        // 1: sent as fill's gamble
+  // fill: outcomes of the page's last-tick gambles, across epochs.
+  std::vector<uint8_t> fill_ok_;
+  std::vector<uint8_t> fill_bad_;
+  std::vector<uint64_t> fill_;
   std::vector<uint64_t> touched_;      // pages whose state_ is not kClean
   std::vector<uint64_t> answer_;       // the last Tick's pages
   std::vector<uint64_t> candidates_;
@@ -250,6 +272,7 @@ class SpeculationPolicy {
   uint32_t last_tick_ = 0;
   SpeculationStats epoch_;             // the open epoch so far
   uint64_t inflight_ = 0;              // pages in kSent
+  uint64_t epoch_fill_sends_ = 0;
 
   // Budget window: per ended epoch, baseline and total in pages.
   std::vector<double> win_baseline_;

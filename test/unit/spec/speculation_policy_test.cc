@@ -175,6 +175,46 @@ TEST_CASE("speculation: a budget throttles eager within 1.2x", "[spec]") {
   CHECK(no_room->totals().speculative_sends == 0);
 }
 
+TEST_CASE("speculation: fill spends the budget on the best last-tick odds", "[spec]") {
+  // Pages 0..7 are written at every tick (never survive the last one);
+  // pages 8..15 at ticks 1..8 only (always survive it); 40 cold pages
+  // per epoch written once at tick 1 give the budget room.
+  Script script = [](uint64_t e, uint32_t t) {
+    std::vector<uint64_t> w = {0, 1, 2, 3, 4, 5, 6, 7};
+    if (t <= 8) w.insert(w.end(), {8, 9, 10, 11, 12, 13, 14, 15});
+    if (t == 1)
+      for (uint64_t i = 0; i < 40; ++i) w.push_back(100 + (e * 40 + i) % 800);
+    return w;
+  };
+  auto history = Make(SpeculationPolicyKind::kHistory, 1024);
+  Run h = Drive(history.get(), 1024, 60, script);
+  auto fill = Make(SpeculationPolicyKind::kFill, 1024);
+  Run f = Drive(fill.get(), 1024, 60, script);
+  const SpeculationStats& hs = history->totals();
+  const SpeculationStats& fs = fill->totals();
+  INFO("history end " << hs.final_pages << " total " << hs.total_pages() << "; fill end "
+                      << fs.final_pages << " total " << fs.total_pages() << " of baseline "
+                      << fs.baseline_pages);
+  CHECK(hs.baseline_pages == fs.baseline_pages);
+  // History never sends the rewritten-every-tick pages 8..15 again (they
+  // are rewritten right after any send before tick 9)...
+  for (uint64_t e = 5; e < h.sent.size(); ++e) CHECK(h.sent[e].count(12) == 0);
+  // ... fill tries them at tick 9, learns that they survive, keeps doing it.
+  uint64_t fill_saved_12 = 0;
+  for (uint64_t e = 5; e < f.sent.size(); ++e) {
+    if (f.sent[e].count(12) && f.sent[e][12] == std::vector<uint32_t>{9} &&
+        !f.finals[e].Test(12))
+      ++fill_saved_12;
+  }
+  CHECK(fill_saved_12 >= 40);
+  // Pages 0..7 are abandoned after a few failed tries.
+  uint64_t late_tries_0 = 0;
+  for (uint64_t e = 20; e < f.sent.size(); ++e) late_tries_0 += f.sent[e].count(0);
+  CHECK(late_tries_0 == 0);
+  CHECK(fs.final_pages < hs.final_pages);
+  CHECK(Ratio(fs.total_pages(), fs.baseline_pages) <= 1.2);
+}
+
 TEST_CASE("speculation: history sends a twice-written page after its late tick",
           "[spec]") {
   // Page 3 is written at ticks 2 and 6 of every epoch; page 9 at tick 1.
