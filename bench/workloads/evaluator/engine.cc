@@ -97,6 +97,7 @@ struct Engine::Horizon {
   double guest_ms_acc = 0;
   double guest_total = 0;   // guest ms since the start
   double next_end = 0;      // guest ms at which the current epoch ends
+  int spec_tick = 0;        // the policies' tick number of this tick (1-based)
   std::vector<uint64_t> final_scratch;
   Lane* cache_ref = nullptr;  // the "runs" lane
   std::vector<uint8_t> cached;
@@ -267,6 +268,10 @@ std::vector<EpochEnd> Engine::OnTick(std::span<const uint64_t> written, double r
       h.end_result = EndEpoch(h);
       h.ended = true;
     } else {
+      // The policies count ticks in guest time (nominal tick_ms each), so
+      // that "the epoch's last tick" is the last before its end even when
+      // ticks run long; strictly increasing.
+      h.spec_tick = std::max(h.spec_tick + 1, static_cast<int>(std::lround(h.guest_ms_acc / opts_.tick_ms)));
       for (auto& lane : h.lanes)
         if (lane->spec) SpecTick(h, *lane, written);
     }
@@ -290,7 +295,7 @@ std::vector<EpochEnd> Engine::OnTick(std::span<const uint64_t> written, double r
 void Engine::SpecTick(Horizon& h, Lane& lane, std::span<const uint64_t> written) {
   std::vector<uint64_t>& send = lane.scratch;
   send.clear();
-  lane.spec->OnTick(h.tick - 1, h.ticks, written, &send);
+  lane.spec->OnTick(h.spec_tick - 1, h.ticks, written, &send);
   if (send.empty()) return;
   const size_t from = lane.spec_out.size();
   const double t0 = ThreadCpuNs();
@@ -408,6 +413,7 @@ EpochEnd Engine::EndEpoch(Horizon& h) {
     std::memcpy(h.sent + pages[i] * kPage, h.staging.data() + i * kPage, kPage);
   h.uni.ClearAll();
   h.tick = 0;
+  h.spec_tick = 0;
   ++h.epoch;
   return EpochEnd{h.ms, pages.size(), copy_ms};
 }

@@ -61,8 +61,9 @@ namespace ftsync::wl {
 class SpecDriver {
  public:
   virtual ~SpecDriver() = default;
-  // The end of tick `tick` (0-based) of an epoch of `ticks` ticks, `tick` <
-  // ticks - 1. `written`: the pages written during this tick (ascending).
+  // The end of tick `tick` (0-based, counted in nominal ticks of guest time
+  // since the epoch began, strictly increasing; may reach ticks - 1 or more
+  // when ticks run long) of an epoch of nominally `ticks` ticks. `written`: the pages written during this tick (ascending).
   // Appends to *send the pages to send speculatively now.
   virtual void OnTick(int tick, int ticks, std::span<const uint64_t> written,
                       std::vector<uint64_t>* send) = 0;
