@@ -97,6 +97,21 @@ struct XenDomainOptions {
   int suspend_timeout_ms = 10000;
 };
 
+// What xc_domain_getinfo says about a domain right now.
+struct XenRunState {
+  bool exists = false;
+  bool paused = false;     // xc_domain_pause / xl pause
+  bool shutdown = false;   // shut down (suspended when shutdown_reason == 2)
+  uint32_t shutdown_reason = 0;
+  bool running = false;
+  bool blocked = false;
+  bool crashed = false;
+  // Neither paused nor shut down: the guest can run.
+  bool can_run() const { return exists && !paused && !shutdown && !crashed; }
+};
+// Cheap (one domctl); for samplers and tests. kIoError when libxc fails.
+Result<XenRunState> GetXenRunState(uint32_t domid);
+
 // A run of populated guest frames: gfns [gfn, gfn + count).
 struct XenGfnRange {
   uint64_t gfn;

@@ -226,6 +226,34 @@ Result<std::unique_ptr<XenDomain>> XenDomain::Open(uint32_t domid, XenDomainOpti
       new XenDomain(domid, std::move(h), std::move(layout), max_gpfn, info.nr_pages, options));
 }
 
+Result<XenRunState> GetXenRunState(uint32_t domid) {
+  if (!xc_interface_open || !xc_domain_getinfo)
+    return Status(Errc::kNotSupported, "xen: linked without libxenctrl");
+  // One handle per thread, kept: opening privcmd costs more than the call.
+  struct Holder {
+    xc_interface* xch = nullptr;
+    ~Holder() {
+      if (xch) xc_interface_close(xch);
+    }
+  };
+  thread_local Holder h;
+  if (!h.xch) h.xch = xc_interface_open(&g_null_logger, &g_null_logger, 0);
+  if (!h.xch) return XenErr(errno, "xc_interface_open", domid);
+  xc_dominfo_t info{};
+  int n = xc_domain_getinfo(h.xch, domid, 1, &info);
+  if (n < 0) return XenErr(errno, "xc_domain_getinfo", domid);
+  XenRunState st;
+  if (n != 1 || info.domid != domid || info.dying) return st;
+  st.exists = true;
+  st.paused = info.paused;
+  st.shutdown = info.shutdown;
+  st.shutdown_reason = info.shutdown_reason;
+  st.running = info.running;
+  st.blocked = info.blocked;
+  st.crashed = info.crashed;
+  return st;
+}
+
 std::string XenDomain::Name() const { return "xen:" + std::to_string(domid_); }
 
 Status XenDomain::EnableDirtyLog() {
