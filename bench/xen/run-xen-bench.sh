@@ -34,6 +34,10 @@ res = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"), "hostn
        "note": "nested Xen 4.17 under QEMU TCG: compare ratios, not milliseconds. stop = interval in "
                "which the domU could not run (sampled every ~1 ms from dom0); bytes per epoch: ftsync's "
                "stream (EpochStats.bytes_wire) vs xl remus's stream counted in its ssh pipe."}
+res["remus_complete"] = bool(remus and remus.get("stops", 0) >= 3 and remus.get("bytes_per_checkpoint"))
+if not res["remus_complete"]:
+    res["note"] += (" INCOMPLETE: xl remus made fewer than 3 checkpoints in the sampling window "
+                    "(its initial live migration was still running); its figures rest on too few samples.")
 if remus:
     res["ratios"] = {}
     for name, r in (("ftsync-pause", pause), ("ftsync-coop", coop)):

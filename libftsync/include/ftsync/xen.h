@@ -16,7 +16,10 @@
 //                     FetchAndClearDirty sees its dirty bit outside the
 //                     layout (or max_gpfn grown) and fails with
 //                     kFailedPrecondition ("layout changed: resynchronise"),
-//                     having put every in-layout bit back.
+//                     having put every in-layout bit back. A layout frame
+//                     that stops being mappable (balloon down) reads as a
+//                     per-frame error (the Checkpointer sends zeros); open
+//                     the domain again after ballooning down.
 //     Enable/DisableDirtyLog  xc_shadow_control(ENABLE_LOGDIRTY / OFF);
 //                     log-dirty already on (EINVAL on 4.17 HAP) is adopted.
 //                     Needs HAP (HVM/PVH) or shadow paging; the Debian
