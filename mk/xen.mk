@@ -16,3 +16,13 @@ $(XEN_STRESS): test/integration/xen/xen_logdirty_stress.cc $(LIB_A)
 	$(CXX) $(FT_CXXFLAGS) $(CXXFLAGS) -o $@ $< $(LIB_A) $(FT_LIBS) $(XEN_LIBS) -static-libstdc++ -static-libgcc
 
 check-xen: $(XEN_STRESS)
+
+# The Xen comparison benchmark (bench/xen/README.md): ftsync vs `xl remus`
+# on the same PVH domU, in one nested boot; results in bench/results/xen.json.
+XEN_BENCH := $(BUILD)/bin/xen_bench
+$(XEN_BENCH): bench/xen/xen_bench.cc $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) $(FT_CXXFLAGS) $(CXXFLAGS) -o $@ $< $(LIB_A) $(FT_LIBS) $(XEN_LIBS) -static-libstdc++ -static-libgcc
+.PHONY: bench-xen
+bench-xen: $(XEN_BENCH)
+	bench/xen/run-xen-bench.sh $(XEN_CACHE) $(BUILD) bench/results/xen.json

@@ -16,7 +16,10 @@
 //                     FetchAndClearDirty sees its dirty bit outside the
 //                     layout (or max_gpfn grown) and fails with
 //                     kFailedPrecondition ("layout changed: resynchronise"),
-//                     having put every in-layout bit back.
+//                     having put every in-layout bit back. A layout frame
+//                     that stops being mappable (balloon down) reads as a
+//                     per-frame error (the Checkpointer sends zeros); open
+//                     the domain again after ballooning down.
 //     Enable/DisableDirtyLog  xc_shadow_control(ENABLE_LOGDIRTY / OFF);
 //                     log-dirty already on (EINVAL on 4.17 HAP) is adopted.
 //                     Needs HAP (HVM/PVH) or shadow paging; the Debian
@@ -97,6 +100,21 @@ struct XenDomainOptions {
   int suspend_timeout_ms = 10000;
 };
 
+// What xc_domain_getinfo says about a domain right now.
+struct XenRunState {
+  bool exists = false;
+  bool paused = false;     // xc_domain_pause / xl pause
+  bool shutdown = false;   // shut down (suspended when shutdown_reason == 2)
+  uint32_t shutdown_reason = 0;
+  bool running = false;
+  bool blocked = false;
+  bool crashed = false;
+  // Neither paused nor shut down: the guest can run.
+  bool can_run() const { return exists && !paused && !shutdown && !crashed; }
+};
+// Cheap (one domctl); for samplers and tests. kIoError when libxc fails.
+Result<XenRunState> GetXenRunState(uint32_t domid);
+
 // A run of populated guest frames: gfns [gfn, gfn + count).
 struct XenGfnRange {
   uint64_t gfn;
@@ -118,8 +136,12 @@ class XenDomain : public Domain {
   Status EnableDirtyLog() override;
   Status DisableDirtyLog() override;
   Status FetchAndClearDirty(DirtyBitmap* out) override;
-  // Like FetchAndClearDirty without clearing anything (XEN_DOMCTL_SHADOW_OP_PEEK).
-  Status PeekDirty(DirtyBitmap* out);
+  // XEN_DOMCTL_SHADOW_OP_PEEK: what FetchAndClearDirty would report now
+  // (untracked and Redirty'd frames included), nothing cleared.
+  bool SupportsPeekDirty() const override { return true; }
+  Status PeekDirty(DirtyBitmap* out) override;
+  // Xen's log-dirty cannot re-protect single frames: RearmDirty keeps the
+  // seam's default (kNotSupported) and SupportsRearmDirty() false.
   Status Redirty(std::span<const uint64_t> pfns) override;
   Status Suspend() override;
   Status Resume() override;
@@ -127,17 +149,21 @@ class XenDomain : public Domain {
   Result<std::vector<uint8_t>> SaveState() override;
   Status RestoreState(std::span<const uint8_t> state) override;
 
-  // Xen writes some guest frames behind log-dirty's back: the vcpu_info
-  // a PVH/HVM guest registered (VCPUOP_register_vcpu_info; its
-  // vcpu_time_info is rewritten whenever the vCPU is scheduled) and the
-  // runstate area. Measured on 4.17: one frame of a 1-vCPU Linux PVH guest
-  // differed from the replica after 10 exact epochs. This finds such frames:
-  // per round, paused snapshot (hash of every frame) -> run ~50 ms ->
-  // paused snapshot + CLEAN; a frame whose contents changed but that the log
-  // did not report is untracked, and is reported dirty by every later
-  // FetchAndClearDirty. Requires dirty logging on and a running domain;
-  // harvested bits are kept (put back). Costs two full reads per round.
+  // Xen writes some guest frames behind log-dirty's back (measured on 4.17
+  // nested: a Linux PVH guest's replica differed by single bytes in three
+  // frames after an exact final epoch): the registered vcpu_info (time
+  // info; evtchn_upcall_pending), the FIFO event-channel event words and
+  // per-vCPU control blocks. This finds such frames by hashing every frame
+  // around windows where only Xen can write (domain paused ~1.2 s: pending
+  // bits of timer events) and short running windows (vcpu_info time) and
+  // keeping the frames that changed unreported; they are reported dirty by
+  // every later FetchAndClearDirty. Requires dirty logging on and a running
+  // domain; harvested bits are kept (put back). Costs three full reads and
+  // ~1.3 s per round.
   Status CalibrateUntrackedWrites(int rounds);
+  // Whether `gfn` is populated guest memory (false for holes and for Xen's
+  // own pages mapped into the physmap, e.g. shared info, grant frames).
+  Result<bool> IsGuestFrame(uint64_t gfn);
   // Frames found by CalibrateUntrackedWrites.
   const std::vector<uint64_t>& untracked_frames() const { return untracked_; }
 
@@ -192,12 +218,11 @@ struct XenRestoreOptions {
 // Creates a new domain from `replica_dir`'s last complete epoch (memory.img +
 // saved CPU/platform state) and returns its domid.
 //
-// How: writes a standard Xen save image (xl save-file header + libxl v2 +
-// libxc v3 migration stream, src/xen/migv2_writer.h) next to the replica
-// (replica_dir/restore.xlsave, removed afterwards) and runs
-// `xl restore [-p] IMAGE`, with the xl config (its `name` replaced by
-// options.name) embedded in the image, so xenstore, console and devices
-// come up as for any `xl restore`. Requires an epoch saved in
+// How: streams a standard Xen save image (xl save-file header + libxl v2 +
+// libxc v3 migration stream, src/xen/migv2_writer.h) through a pipe into
+// `xl restore [-p] /proc/self/fd/0` (no disk space needed), with the xl config
+// (its `name` replaced by options.name) embedded in the image, so xenstore,
+// console and devices come up as for any `xl restore`. Requires an epoch saved in
 // XenSuspend::kCooperative mode (a paused-only checkpoint of a PV-aware
 // guest cannot resume: kFailedPrecondition says so), `xl` in PATH, root in
 // dom0. Errors: kNotFound (no complete epoch, no config file), kCorruption

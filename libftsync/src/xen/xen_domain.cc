@@ -28,6 +28,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -83,6 +84,7 @@ int xc_get_pfn_type_batch(xc_interface* xch, uint32_t dom, unsigned int num, xen
 #pragma weak xs_open
 #pragma weak xs_close
 #pragma weak xs_write
+#pragma weak xs_read
 #pragma weak xs_resume_domain
 
 namespace ftsync {
@@ -224,6 +226,34 @@ Result<std::unique_ptr<XenDomain>> XenDomain::Open(uint32_t domid, XenDomainOpti
       new XenDomain(domid, std::move(h), std::move(layout), max_gpfn, info.nr_pages, options));
 }
 
+Result<XenRunState> GetXenRunState(uint32_t domid) {
+  if (!xc_interface_open || !xc_domain_getinfo)
+    return Status(Errc::kNotSupported, "xen: linked without libxenctrl");
+  // One handle per thread, kept: opening privcmd costs more than the call.
+  struct Holder {
+    xc_interface* xch = nullptr;
+    ~Holder() {
+      if (xch) xc_interface_close(xch);
+    }
+  };
+  thread_local Holder h;
+  if (!h.xch) h.xch = xc_interface_open(&g_null_logger, &g_null_logger, 0);
+  if (!h.xch) return XenErr(errno, "xc_interface_open", domid);
+  xc_dominfo_t info{};
+  int n = xc_domain_getinfo(h.xch, domid, 1, &info);
+  if (n < 0) return XenErr(errno, "xc_domain_getinfo", domid);
+  XenRunState st;
+  if (n != 1 || info.domid != domid || info.dying) return st;
+  st.exists = true;
+  st.paused = info.paused;
+  st.shutdown = info.shutdown;
+  st.shutdown_reason = info.shutdown_reason;
+  st.running = info.running;
+  st.blocked = info.blocked;
+  st.crashed = info.crashed;
+  return st;
+}
+
 std::string XenDomain::Name() const { return "xen:" + std::to_string(domid_); }
 
 Status XenDomain::EnableDirtyLog() {
@@ -268,36 +298,71 @@ Status XenDomain::HashAll(std::vector<uint64_t>* hashes) {
   return Status::OK();
 }
 
+// Per round, with raw xc_domain_pause (whatever the suspend mode):
+//  1. paused: CLEAN, hash every frame, stay paused ~1.2 s, hash again,
+//     CLEAN. The guest cannot write while paused, yet Xen keeps delivering
+//     its timer and other events: it sets pending bits in the FIFO event
+//     words, the per-vCPU control blocks' READY bits and vcpu_info's
+//     evtchn_upcall_pending directly, unlogged. A frame that changed but
+//     that the CLEAN did not report is untracked.
+//  2. running ~50 ms, then paused: CLEAN and hash: a frame that changed
+//     without being reported (vcpu_info's time, rewritten when the vCPU is
+//     scheduled) is untracked too.
+// Every harvested bit is kept (redirty_), so nothing is lost for the caller.
 Status XenDomain::CalibrateUntrackedWrites(int rounds) {
   if (!logdirty_on_)
     return Status(Errc::kFailedPrecondition, Name() + ": CalibrateUntrackedWrites without dirty log");
-  std::vector<uint64_t> before, after;
+  std::vector<uint64_t> a, b, c;
   DirtyBitmap bm;
-  for (int r = 0; r < rounds; ++r) {
-    FTSYNC_RETURN_IF_ERROR(Suspend());
+  auto pause = [&]() -> Status {
+    if (xc_domain_pause(h_->xch, domid_) < 0) return XenErr(errno, "xc_domain_pause", domid_);
+    return Status::OK();
+  };
+  auto unpause = [&]() -> Status {
+    if (xc_domain_unpause(h_->xch, domid_) < 0) return XenErr(errno, "xc_domain_unpause", domid_);
+    return Status::OK();
+  };
+  auto harvest = [&]() -> Status {
     Status st = FetchAndClearDirty(&bm);
-    if (st.ok()) redirty_.Merge(bm);  // keep every harvested bit
-    if (st.ok()) st = HashAll(&before);
-    Status rs = Resume();
+    if (st.ok()) redirty_.Merge(bm);
+    return st;
+  };
+  auto note = [&](const std::vector<uint64_t>& x, const std::vector<uint64_t>& y) {
+    for (uint64_t p = 0; p < frames_; ++p)
+      if (x[p] != y[p] && !last_hw_bits_.Test(p) &&
+          std::find(untracked_.begin(), untracked_.end(), p) == untracked_.end())
+        untracked_.push_back(p);
+  };
+  for (int r = 0; r < rounds; ++r) {
+    FTSYNC_RETURN_IF_ERROR(pause());
+    Status st = harvest();
+    if (st.ok()) st = HashAll(&a);
+    if (st.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    if (st.ok()) st = HashAll(&b);
+    if (st.ok()) st = harvest();
+    if (st.ok()) note(a, b);
+    Status rs = unpause();
     FTSYNC_RETURN_IF_ERROR(st);
     FTSYNC_RETURN_IF_ERROR(rs);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    FTSYNC_RETURN_IF_ERROR(Suspend());
-    // bm also holds untracked_ and redirty_; the test below uses only what
-    // the hypervisor's CLEAN reported (last_hw_bits_).
-    st = FetchAndClearDirty(&bm);
-    if (st.ok()) redirty_.Merge(bm);
-    if (st.ok()) st = HashAll(&after);
-    rs = Resume();
+    FTSYNC_RETURN_IF_ERROR(pause());
+    st = harvest();
+    if (st.ok()) st = HashAll(&c);
+    if (st.ok()) note(b, c);
+    rs = unpause();
     FTSYNC_RETURN_IF_ERROR(st);
     FTSYNC_RETURN_IF_ERROR(rs);
-    for (uint64_t p = 0; p < frames_; ++p) {
-      if (before[p] != after[p] && !last_hw_bits_.Test(p) &&
-          std::find(untracked_.begin(), untracked_.end(), p) == untracked_.end())
-        untracked_.push_back(p);
-    }
   }
+  std::sort(untracked_.begin(), untracked_.end());
   return Status::OK();
+}
+
+Result<bool> XenDomain::IsGuestFrame(uint64_t gfn) {
+  xen_pfn_t one = gfn;
+  if (xc_get_pfn_type_batch(h_->xch, domid_, 1, &one) != 0)
+    return XenErr(errno, "xc_get_pfn_type_batch(" + Hex(gfn) + ")", domid_);
+  const uint64_t type = one & XEN_DOMCTL_PFINFO_LTAB_MASK;
+  return type != XEN_DOMCTL_PFINFO_XTAB && type != XEN_DOMCTL_PFINFO_BROKEN;
 }
 
 Status XenDomain::DisableDirtyLog() {
@@ -439,10 +504,17 @@ Status XenDomain::CooperativeSuspend() {
                         ") instead of suspending");
     }
     if (std::chrono::steady_clock::now() > deadline) {
+      unsigned int len = 0;
+      char* v = static_cast<char*>(xs_read(h_->xsh, XBT_NULL, path.c_str(), &len));
+      const std::string node = v ? std::string(v, len) : "(unreadable)";
+      free(v);
       (void)xs_write(h_->xsh, XBT_NULL, path.c_str(), "", 0);  // withdraw the request
-      return Status(Errc::kBusy, Name() + ": guest did not suspend within " +
-                                     std::to_string(options_.suspend_timeout_ms) +
-                                     " ms (no PV suspend support, or hung?)");
+      return Status(Errc::kBusy,
+                    Name() + ": guest did not suspend within " +
+                        std::to_string(options_.suspend_timeout_ms) + " ms (" + path + " = '" + node +
+                        "': " + (node == "suspend" ? "never acknowledged" : "acknowledged") +
+                        "; running " + std::to_string(info.running) + ", paused " +
+                        std::to_string(info.paused) + ", blocked " + std::to_string(info.blocked) + ")");
     }
     // Poll fast first: a suspend usually completes within a few ms of the
     // guest seeing the watch.

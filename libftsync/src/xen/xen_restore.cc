@@ -1,6 +1,8 @@
 // ftsync: failover on Xen (RestoreXenDomainFromReplica, contract in xen.h):
 // replica -> standard Xen save image -> `xl restore`.
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -134,19 +136,52 @@ Result<uint32_t> RestoreXenDomainFromReplica(const std::string& replica_dir,
   ::close(mfd);
   if (mem == MAP_FAILED) return Status::FromErrno(errno, what + ": mmap " + mem_path);
 
-  const std::string image = replica_dir + "/restore-" + std::to_string(::getpid()) + ".xlsave";
-  int ifd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (ifd < 0) {
+  // The image goes to `xl restore` through a pipe (xl reads it as
+  // /proc/self/fd/0, as `xl migrate-receive` reads a stream): no disk space
+  // needed next to the replica.
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) {
     ::munmap(mem, bytes);
-    return Status::FromErrno(errno, what + ": create " + image);
+    return Status::FromErrno(errno, what + ": pipe");
   }
-  xen::ByteWriter writer = [&](const void* p, size_t n) -> Status {
-    const uint8_t* b = static_cast<const uint8_t*>(p);
+  char tmpl[] = "/tmp/ftsync-xl-restore-XXXXXX";
+  int ofd = ::mkstemp(tmpl);
+  if (ofd >= 0) ::unlink(tmpl);
+  std::vector<std::string> argv = {"xl", "restore"};
+  if (options.paused) argv.push_back("-p");
+  argv.push_back("/proc/self/fd/0");  // devtmpfs has no /dev/stdin
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, p[0], 0);
+  if (ofd >= 0) {
+    posix_spawn_file_actions_adddup2(&fa, ofd, 1);
+    posix_spawn_file_actions_adddup2(&fa, ofd, 2);
+  }
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int sp = posix_spawnp(&pid, "xl", &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(p[0]);
+  if (sp != 0) {
+    ::close(p[1]);
+    if (ofd >= 0) ::close(ofd);
+    ::munmap(mem, bytes);
+    return Status::FromErrno(sp, what + ": spawn xl restore");
+  }
+  // A reader that quits early must give EPIPE here, not kill the caller.
+  sigset_t pipe_set, old_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+  xen::ByteWriter writer = [&](const void* d, size_t n) -> Status {
+    const uint8_t* b = static_cast<const uint8_t*>(d);
     while (n) {
-      ssize_t w = ::write(ifd, b, n);
+      ssize_t w = ::write(p[1], b, n);
       if (w < 0) {
         if (errno == EINTR) continue;
-        return Status::FromErrno(errno, "write " + image);
+        return Status::FromErrno(errno, "write the save image to xl restore");
       }
       b += w;
       n -= static_cast<size_t>(w);
@@ -155,21 +190,29 @@ Result<uint32_t> RestoreXenDomainFromReplica(const std::string& replica_dir,
   };
   xen::MigV2Counts counts;
   Status ws = xen::WriteXlSaveImage(writer, *st, static_cast<const uint8_t*>(mem), config, &counts);
+  ::close(p[1]);
   ::munmap(mem, bytes);
-  if (::close(ifd) != 0 && ws.ok()) ws = Status::FromErrno(errno, "close " + image);
-  if (!ws.ok()) {
-    ::unlink(image.c_str());
-    return ws.Annotate(what);
+  int ws_status = 0;
+  while (::waitpid(pid, &ws_status, 0) < 0 && errno == EINTR) {
   }
-
-  std::vector<std::string> argv = {"xl", "restore"};
-  if (options.paused) argv.push_back("-p");
-  argv.push_back(image);
-  auto rc = RunCapture(argv, &out);
-  ::unlink(image.c_str());
-  if (!rc.ok()) return rc.status().Annotate(what);
-  if (*rc != 0)
-    return Status(Errc::kIoError, what + ": xl restore exited " + std::to_string(*rc) + ": " + out);
+  timespec zero{0, 0};
+  while (sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
+  out.clear();
+  if (ofd >= 0) {
+    ::lseek(ofd, 0, SEEK_SET);
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(ofd, buf, sizeof buf)) > 0 && out.size() < 65536) out.append(buf, n);
+    ::close(ofd);
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  }
+  const int rc = WIFEXITED(ws_status) ? WEXITSTATUS(ws_status) : 128 + WTERMSIG(ws_status);
+  if (rc != 0)
+    return Status(Errc::kIoError, what + ": xl restore exited " + std::to_string(rc) + ": " + out +
+                                      (ws.ok() ? "" : " (writing the image: " + ws.ToString() + ")"));
+  if (!ws.ok()) return ws.Annotate(what);
   std::string idout;
   auto idrc = RunCapture({"xl", "domid", options.name}, &idout);
   if (!idrc.ok()) return idrc.status().Annotate(what);

@@ -18,25 +18,36 @@ bin=/inject/bin/xen_replication_test
 [ -x "$bin" ] || { echo "skip xen-replication (xen_replication_test not injected)"; exit 0; }
 name=ftsync-probe
 log=/var/log/xen/console/guest-$name.log
-xl destroy $name >/dev/null 2>&1
-mkdir -p /var/log/xen/console; : >"$log"
-out=$(xl create domu-probe.cfg 2>&1) || { echo "FAIL xen-replication: xl create: $out"; echo "xen-replication: 0 passed, 1 failed"; exit 1; }
-domid=$(xl domid $name)
-i=0
-while [ $i -lt 180 ] && ! grep -q DOMU-UP "$log" 2>/dev/null; do
-  case "$(xl list $name 2>/dev/null | awk 'NR==2 {print $5}')" in *c*|*s*|"") break ;; esac
-  sleep 1; i=$((i + 1))
-done
-grep -q DOMU-UP "$log" 2>/dev/null || { echo "FAIL xen-replication: domU $domid never printed DOMU-UP ($i s)"; tail -5 "$log"; xl dmesg | tail -5; echo "xen-replication: 0 passed, 1 failed"; xl destroy $name; exit 1; }
-echo "     xen-replication: domU $domid up after $i s: $(grep -m1 DOMU-UP "$log" | tr -d '\r')"
-"$bin" "$domid" "${FTSYNC_XEN_EPOCHS:-10}" "${FTSYNC_XEN_INTERVAL_MS:-200}" /tmp/ftsync-xen-replica \
-  "$log" /inject/domu-probe.cfg
-rc=$?
-for d in $name ftsync-restored; do
-  state=$(xl list $d 2>/dev/null | awk 'NR==2 {print $5}')
-  [ -n "$state" ] && echo "     $d state after the test: $state; console tail: $(tail -1 /var/log/xen/console/guest-$d.log | tr -d '\r')"
-  xl destroy $d >/dev/null 2>&1
-done
-if [ $rc -ne 0 ]; then echo "     xl dmesg tail:"; xl dmesg | grep -v 'save:\|restore:' | tail -8 | sed 's/^/     | /'; fi
-rm -rf /tmp/ftsync-xen-replica /tmp/ftsync-xen-replica.coop
+run_once() {
+  xl destroy $name >/dev/null 2>&1
+  mkdir -p /var/log/xen/console; : >"$log"
+  out=$(xl create domu-probe.cfg 2>&1) || { echo "FAIL xen-replication: xl create: $out"; echo "xen-replication: 0 passed, 1 failed"; return 1; }
+  domid=$(xl domid $name)
+  i=0
+  while [ $i -lt 180 ] && ! grep -q DOMU-UP "$log" 2>/dev/null; do
+    case "$(xl list $name 2>/dev/null | awk 'NR==2 {print $5}')" in *c*|*s*|"") break ;; esac
+    sleep 1; i=$((i + 1))
+  done
+  grep -q DOMU-UP "$log" 2>/dev/null || { echo "FAIL xen-replication: domU $domid never printed DOMU-UP ($i s)"; tail -5 "$log"; xl dmesg | tail -5; echo "xen-replication: 0 passed, 1 failed"; xl destroy $name; return 1; }
+  echo "     xen-replication: domU $domid up after $i s: $(grep -m1 DOMU-UP "$log" | tr -d '\r')"
+  "$bin" "$domid" "${FTSYNC_XEN_EPOCHS:-10}" "${FTSYNC_XEN_INTERVAL_MS:-200}" /tmp/ftsync-xen-replica \
+    "$log" /inject/domu-probe.cfg
+  rc=$?
+  for d in $name ftsync-restored; do
+    state=$(xl list $d 2>/dev/null | awk 'NR==2 {print $5}')
+    [ -n "$state" ] && echo "     $d state after the test: $state; console tail: $(tail -1 /var/log/xen/console/guest-$d.log | tr -d '\r')"
+    xl destroy $d >/dev/null 2>&1
+  done
+  if [ $rc -ne 0 ]; then echo "     xl dmesg tail:"; xl dmesg | grep -v 'save:\|restore:' | tail -8 | sed 's/^/     | /'; fi
+  rm -rf /tmp/ftsync-xen-replica /tmp/ftsync-xen-replica.coop
+  return $rc
+}
+run_once; rc=$?
+# The known nested-TCG failure (README): the domU triple-faults under
+# log-dirty. Reported, and retried once with a fresh domU; any other
+# failure, or a second triple fault, fails the test.
+if [ $rc -ne 0 ] && xl dmesg | grep -q "d${domid}v[0-9]* Triple fault"; then
+  echo "KNOWN-ISSUE xen-replication: domU $domid triple-faulted (nested TCG, see README); retrying once with a fresh domU"
+  run_once; rc=$?
+fi
 exit $rc
