@@ -183,9 +183,11 @@ check-guest: guest
 # Not yet part of `make check`: it joins .ci/run with the Xen backend.
 XEN_CACHE ?= /var/cache/ftsync/xen
 # Programs that drive Xen link its libraries themselves: libftsync refers to
-# them weakly, so hosts without Xen need none of them. --no-as-needed keeps
+# them weakly, so hosts without Xen need none of them (libxenguest: resume
+# and CPU policy; libxenstore: cooperative suspend). --no-as-needed keeps
 # a library that only satisfies weak references.
-XEN_LIBS := -Wl,--push-state,--no-as-needed -lxenctrl -lxenforeignmemory -Wl,--pop-state
+XEN_LIBS := -Wl,--push-state,--no-as-needed -lxenctrl -lxenforeignmemory -lxenguest -lxenstore \
+            -Wl,--pop-state
 XEN_TEST := $(BUILD)/bin/xen_replication_test
 $(XEN_TEST): test/integration/xen/xen_replication_test.cc $(LIB_A)
 	@mkdir -p $(dir $@)

@@ -111,7 +111,6 @@ class XenGuest : public Guest {
   }
 
   Status Restore(ftsync::ReplicaImage* replica) {
-#ifdef FTD_HAVE_XEN_RESTORE
     ftsync::XenRestoreOptions ro;
     ro.name = o_.domain;
     ro.xl_config = o_.xen_config;
@@ -122,11 +121,6 @@ class XenGuest : public Guest {
     live_ = std::make_unique<Liveness>(domid_);
     restored_ = true;
     return Status::OK();
-#else
-    return Status(Errc::kNotSupported,
-                  "this ftd was built without libftsync's Xen restore (RestoreXenDomainFromReplica is not in "
-                  "ftsync/xen.h): the replica in " + replica->dir() + " is kept, but no domain can be created from it");
-#endif
   }
 
   ftsync::Domain* domain() override { return domain_.get(); }

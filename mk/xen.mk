@@ -1,13 +1,5 @@
 # Build rules of ftsync's Xen pieces (see test/integration/xen/README.md).
 #
-# Programs that drive Xen link its libraries themselves (libftsync refers to
-# them weakly). Redefined here, after the top-level Makefile, to add
-# libxenguest (xc_domain_resume, CPU policy) and libxenstore (cooperative
-# suspend) to libxenctrl and libxenforeignmemory; --no-as-needed keeps a
-# library that only satisfies weak references.
-XEN_LIBS := -Wl,--push-state,--no-as-needed -lxenctrl -lxenforeignmemory -lxenguest -lxenstore \
-            -Wl,--pop-state
-
 # Diagnostic of the nested-Xen harness: log-dirty on a domain, paused
 # CLEAN cycles, progress report (used to study log-dirty under nested TCG).
 XEN_STRESS := $(BUILD)/bin/xen_logdirty_stress
@@ -15,7 +7,8 @@ $(XEN_STRESS): test/integration/xen/xen_logdirty_stress.cc $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CXX) $(FT_CXXFLAGS) $(CXXFLAGS) -o $@ $< $(LIB_A) $(FT_LIBS) $(XEN_LIBS) -static-libstdc++ -static-libgcc
 
-check-xen: $(XEN_STRESS)
+.PHONY: xen-logdirty-stress
+xen-logdirty-stress: $(XEN_STRESS)
 
 # The Xen comparison benchmark (bench/xen/README.md): ftsync vs `xl remus`
 # on the same PVH domU, in one nested boot; results in bench/results/xen.json.

@@ -5,16 +5,11 @@
 # ftd runs on hosts without Xen, and `--hypervisor xen` then says so.
 NL_CFLAGS := $(shell pkg-config --cflags libnl-route-3.0 2>/dev/null || echo -I/usr/include/libnl3)
 NL_LIBS   := -Wl,-Bstatic -lnl-route-3 -lnl-3 -Wl,-Bdynamic -lm
-# RestoreXenDomainFromReplica arrives with libftsync's Xen restore; until the
-# declaration is in xen.h, ftd's Xen backup reports that it cannot promote.
-XEN_RESTORE_DEF := $(shell grep -q RestoreXenDomainFromReplica libftsync/include/ftsync/xen.h 2>/dev/null && echo -DFTD_HAVE_XEN_RESTORE)
 
-$(BUILD)/ftd/%.o: FT_CXXFLAGS += $(NL_CFLAGS) $(XEN_RESTORE_DEF)
+$(BUILD)/ftd/%.o: FT_CXXFLAGS += $(NL_CFLAGS)
 $(BUILD)/test/ftd/%.o: FT_CXXFLAGS += $(NL_CFLAGS)
 $(FTD): FT_LIBS += $(NL_LIBS) $(XEN_LIBS)
 $(FTD_TESTS): FT_LIBS += $(NL_LIBS)
-# A change of the Xen header switches the restore on: rebuild the Xen guest.
-$(BUILD)/ftd/xen_guest.o: libftsync/include/ftsync/xen.h
 
 # xl-ftsync (xl-plugin/): the command, and its argument tests.
 XL_FTSYNC := $(BUILD)/bin/xl-ftsync

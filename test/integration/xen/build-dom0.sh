@@ -22,8 +22,9 @@ suite=bookworm
 # (libxxhash0 for libftsync, iproute2 for tc's plug qdisc).
 pkgs="xen-utils-4.17 xen-hypervisor-4.17-amd64 linux-image-amd64 libxxhash0 iproute2"
 # Kernel modules the dom0 keeps (with their dependencies): the Xen control
-# devices, the backends, and what ftsync's network buffering needs.
-keep_mods="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback
+# devices, the backends, the domU's network driver (xen-netfront, copied
+# into the test domU's initramfs), and what ftsync's network buffering needs.
+keep_mods="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback xen-netfront
   sch_plug sch_prio sch_ingress cls_u32 cls_matchall act_mirred ifb bridge veth dummy tun loop"
 
 mkdir -p "$cache"; cache=$(cd "$cache" && pwd)

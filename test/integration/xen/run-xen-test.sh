@@ -30,20 +30,23 @@ inject=$(mktemp -d /tmp/ftsync-xen-inject.XXXXXX)
 [ -n "${XEN_TEST_KEEP:-}" ] || trap 'rm -rf "$inject"' EXIT
 install -m 755 "$here/probe-in-dom0.sh" "$inject/probe-in-dom0.sh"
 install -m 755 "$here/replication-in-dom0.sh" "$inject/replication-in-dom0.sh"
-# The in-dom0 entry: the environment probe, then the replication test (which
-# skips itself when xen_replication_test was not built); status = sum.
+install -m 755 "$here/xl-ftsync-in-dom0.sh" "$inject/xl-ftsync-in-dom0.sh"
+# The in-dom0 entry: the environment probe, the replication test (which
+# skips itself when xen_replication_test was not built), then xl-ftsync with
+# ftd's Xen guest and network buffer; status = sum.
 cat >"$inject/run-in-dom0.sh" <<'RUN'
 #!/bin/sh
 cd /inject || exit 126
 ./probe-in-dom0.sh; a=$?
 ./replication-in-dom0.sh; b=$?
-exit $((a + b))
+./xl-ftsync-in-dom0.sh; c=$?
+exit $((a + b + c))
 RUN
 chmod 755 "$inject/run-in-dom0.sh"
 install -m 644 "$here/domu-probe.cfg" "$inject/domu-probe.cfg"
 mkdir -p "$inject/bin" "$inject/lib"
 # Without debug info: the injected archive is rebuilt on every run.
-for f in ftd ftsync-verify-stream xen_replication_test; do
+for f in ftd xl-ftsync ftsync-verify-stream xen_replication_test; do
   if [ -x "$build/bin/$f" ]; then strip --strip-debug -o "$inject/bin/$f" "$build/bin/$f"; fi
 done
 if [ -e "$build/lib/libftsync.so.0" ]; then
