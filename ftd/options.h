@@ -56,7 +56,7 @@ struct Options {
   std::string compression = "zstd";        // none|zlib|zstd
   int compression_level = 0;               // 0: the codec's fast default
   bool no_compression = false;             // -u: same as --compression none
-  std::string speculation = "off";         // off|eager|history|fill
+  std::string speculation = "history";     // off|eager|history|fill
   int speculation_ticks = 10;              // Speculate() ticks per epoch + 1
   bool blackhole = false;                  // primary: checkpoints to /dev/null, acknowledged at once
   // Backup side.

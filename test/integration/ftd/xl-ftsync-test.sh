@@ -72,7 +72,7 @@ check "-F -b: the primary checkpoints into the blackhole" \
   'echo "$s" | grep -q "primary: role=primary state=protected backup=blackhole" && [ "${acked:-0}" -ge 5 ]' "$s; acked=$acked"
 check "-F -b: nothing is contacted and no receiver starts" \
   'grep -q "nohost is not contacted" "$work/bh.log" && ! grep -q "starting the receiver" "$work/bh.log"' "$(cat "$work/bh.log")"
-check "-u reaches ftd" 'grep -q -- "--no-compression: pages are sent uncompressed" "$work/bh.log"'
+check "-u reaches ftd (no compression)" 'grep -q -- "memory sync: delta runs, compression none" "$work/bh.log"' "$(grep "memory sync" "$work/bh.log")"
 "$ftd" ctl --control "$work/xl-bh-primary.sock" stop >/dev/null
 for _ in $(seq 50); do kill -0 $bh 2>/dev/null || break; sleep 0.1; done
 check "-b: the primary stops cleanly" '! kill -0 $bh 2>/dev/null'
