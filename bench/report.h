@@ -71,6 +71,9 @@ double Round(double v, int digits);
 // The current time as "2026-11-24T22:55:39Z", for reports.
 std::string UtcNow();
 
+// Writes `text` to `path` (creating its directory); false on any failure.
+bool WriteFile(const std::string& path, const std::string& text);
+
 }  // namespace ftsync::bench
 
 #endif  // FTSYNC_BENCH_REPORT_H_

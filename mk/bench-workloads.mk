@@ -10,7 +10,7 @@
 WL_DIR      := bench/workloads
 WL_EVAL     := $(BUILD)/bin/ftsync_workload_eval
 WL_SRCS     := $(sort $(wildcard $(WL_DIR)/evaluator/*.cc))
-WL_OBJS     := $(WL_SRCS:%.cc=$(BUILD)/%.o)
+WL_OBJS     := $(WL_SRCS:%.cc=$(BUILD)/%.o) $(BUILD)/bench/report.o
 WL_CACHE    ?= /var/cache/ftsync/workloads
 WORKLOADS   ?= $(sort $(basename $(notdir $(wildcard $(WL_DIR)/*.sh))))
 

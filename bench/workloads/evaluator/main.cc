@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "../../report.h"
 #include "ftsync/qemu.h"
 #include "spec_drivers.h"
 
@@ -153,22 +154,8 @@ bool ParseArgs(int argc, char** argv, Args* a) {
   return true;
 }
 
-bool WriteFile(const std::string& path, const std::string& text) {
-  std::filesystem::path p(path);
-  std::error_code ec;
-  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << text;
-  f.close();
-  return static_cast<bool>(f);
-}
-
-std::string UtcNow() {
-  time_t t = time(nullptr);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-  return buf;
-}
+using ftsync::bench::UtcNow;
+using ftsync::bench::WriteFile;
 
 // Follows a growing file (the guest's console).
 class SerialWatch {
