@@ -240,10 +240,10 @@ class Primary : public Role {
       // epoch's output leaves as soon as the backup has it, not an interval
       // later.
       const uint64_t deadline = epoch_start_ns_ + static_cast<uint64_t>(o_.interval_ms) * 1000000;
-      // With speculation on, ticks-1 speculative sends are spread evenly
-      // over the interval (tick k at k/ticks of it).
+      // While the session speculates, ticks-1 speculative sends are spread
+      // evenly over the interval (tick k at k/ticks of it).
       const uint64_t period = static_cast<uint64_t>(o_.interval_ms) * 1000000;
-      const uint32_t ticks = o_.speculation == "off" ? 1 : static_cast<uint32_t>(o_.speculation_ticks);
+      const uint32_t ticks = cp && cp->speculating() ? static_cast<uint32_t>(o_.speculation_ticks) : 1;
       uint32_t tick = 1;
       Status s;
       while (cp && s.ok() && !stop_) {

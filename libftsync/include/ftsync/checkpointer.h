@@ -172,6 +172,9 @@ class Checkpointer {
   // here changes nothing and returns its error (the session goes on); a
   // stream failure is sticky as for Checkpoint(). No-op when off.
   Status Speculate();
+  // True when Speculate() does something: speculation was asked for and
+  // the domain can peek at and re-arm its dirty log.
+  bool speculating() const;
 
   // Processes back-channel records that arrive within timeout_ms
   // (0: only those already there; <0: wait for at least one).

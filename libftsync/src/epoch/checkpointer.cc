@@ -694,6 +694,8 @@ Status Checkpointer::Speculate() {
   return m.SpeculateTick();
 }
 
+bool Checkpointer::speculating() const { return impl_->policy != nullptr; }
+
 Status Checkpointer::Checkpoint() {
   Impl& m = *impl_;
   if (!m.sticky.ok()) return m.sticky;

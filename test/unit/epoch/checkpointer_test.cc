@@ -475,6 +475,27 @@ class BreakableSink : public ByteSink {
   ByteSink* inner_;
 };
 
+TEST_CASE("checkpointer: speculating() only when asked and the domain can peek and re-arm", "[epoch]") {
+  struct Case {
+    Speculation sp;
+    bool peek, rearm, expect;
+  };
+  for (Case c : {Case{Speculation::kHistory, true, true, true}, Case{Speculation::kOff, true, true, false},
+                 Case{Speculation::kHistory, true, false, false}, Case{Speculation::kEager, false, false, false}}) {
+    Harness h(16);
+    h.dom.SetSpeculationSupport(c.peek, c.rearm);
+    h.StartReceiver();
+    CheckpointerOptions o;
+    o.speculation = c.sp;
+    Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+    REQUIRE(cp.Start().ok());
+    INFO(SpeculationName(c.sp) << " peek=" << c.peek << " rearm=" << c.rearm);
+    CHECK(cp.speculating() == c.expect);
+    REQUIRE(cp.Finish().ok());
+    h.Join();
+  }
+}
+
 TEST_CASE("checkpointer: speculative pages of a failed epoch are not lost", "[epoch]") {
   // The link fails after pages were sent ahead (their dirty bits were
   // cleared by the re-arm): they must be back in the dirty log.
