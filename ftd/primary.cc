@@ -1,6 +1,7 @@
 // The primary: launches the guest, connects to the backup, checkpoints every
 // interval. Without a backup the guest keeps running unprotected (with a
 // warning) and ftd reconnects; a new connection starts with a full resync.
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <sstream>
@@ -117,16 +118,26 @@ class Primary : public Role {
         << ",\"encode_us\":" << st.last.encode_us << ",\"compress_us\":" << st.last.compress_us
         << ",\"speculative_sends\":" << st.last.speculative_sends
         << ",\"speculative_pages\":" << st.last.speculative_pages
-        << ",\"speculative_bytes\":" << st.last.speculative_bytes << "}";
+        << ",\"speculative_bytes\":" << st.last.speculative_bytes
+        << ",\"speculative_unchanged\":" << st.last.speculative_unchanged << "}";
       // Pause and size of recent epochs, for medians and tails.
       s << ",\"recent\":[";
       bool first = true;
+      uint64_t sends = 0, named = 0, unchanged = 0, sbytes = 0;
       for (const ftsync::EpochStats& e : cp_->stats_history()) {
         s << (first ? "" : ",") << "[" << e.epoch << "," << e.paused_us << "," << e.dirty_pages << ","
           << e.bytes_wire << "]";
         first = false;
+        sends += e.speculative_sends;
+        named += e.speculative_pages;
+        unchanged += e.speculative_unchanged;
+        sbytes += e.speculative_bytes;
       }
       s << "]";
+      // Speculation over the same recent epochs.
+      s << ",\"speculation\":{\"active\":" << (cp_->speculating() ? "true" : "false")
+        << ",\"sends\":" << sends << ",\"pages\":" << named << ",\"unchanged\":" << unchanged
+        << ",\"bytes\":" << sbytes << "}";
     }
     s << "}";
     return s.str();
@@ -241,7 +252,9 @@ class Primary : public Role {
       // later.
       const uint64_t deadline = epoch_start_ns_ + static_cast<uint64_t>(o_.interval_ms) * 1000000;
       // While the session speculates, ticks-1 speculative sends are spread
-      // evenly over the interval (tick k at k/ticks of it).
+      // evenly over the interval (tick k at k/ticks of it). Ticks whose time
+      // passed during the checkpoint itself are skipped, not run back to
+      // back; a checkpoint that takes the whole interval leaves none.
       const uint64_t period = static_cast<uint64_t>(o_.interval_ms) * 1000000;
       const uint32_t ticks = cp && cp->speculating() ? static_cast<uint32_t>(o_.speculation_ticks) : 1;
       uint32_t tick = 1;
@@ -253,7 +266,8 @@ class Primary : public Role {
         if (tick < ticks) {
           const uint64_t at = epoch_start_ns_ + period * tick / ticks;
           if (now >= at) {
-            ++tick;
+            // The next tick is the first one still in the future.
+            tick = static_cast<uint32_t>(std::min<uint64_t>(ticks, (now - epoch_start_ns_) * ticks / period + 1));
             // The guest runs on (the in-memory guest advances one step
             // per call); a failure is seen again, and handled, below.
             if (!guest_->RunFor(0).ok()) break;

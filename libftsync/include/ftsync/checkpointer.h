@@ -33,8 +33,8 @@
 //    over. Dirty bits of unacknowledged epochs are put back, so a new
 //    session (full synchronisation) or a retry loses nothing.
 //
-// Threading: all calls on one thread, except SendHeartbeat() and stats(),
-// which may come from another.
+// Threading: all calls on one thread, except SendHeartbeat(), stats(),
+// stats_history() and speculating(), which may come from another.
 #ifndef FTSYNC_CHECKPOINTER_H_
 #define FTSYNC_CHECKPOINTER_H_
 
@@ -127,8 +127,13 @@ struct CheckpointerOptions {
   // zlib 1..9, zstd 1..19; 0: the codec's fast default (level 1).
   int compression_level = 0;
   // Speculative transfer, driven by Speculate() calls between epochs.
-  // Needs a Domain with PeekDirty and RearmDirty (else it stays off,
-  // logged). Default off: it needs a caller that ticks.
+  // Needs a Domain with PeekDirty (else it stays off, logged). Without
+  // RearmDirty (a peek-only domain, such as Xen) it also needs a delta
+  // mode with a page copy (blocks, runs or auto): every page sent ahead is
+  // dirty again at the epoch's end, and is sent then only if it changed
+  // since its speculative copy, as a delta against it. So on a peek-only
+  // domain speculation shrinks what is sent at the end, not what is copied
+  // while the guest is paused. Default off: it needs a caller that ticks.
   Speculation speculation = Speculation::kOff;
   // Speculate() calls expected per epoch + 1 (the policy's T, >= 2).
   uint32_t speculation_ticks = 10;
@@ -166,14 +171,16 @@ class Checkpointer {
   // One speculation tick, with the guest running, between Checkpoint()
   // calls (call it speculation_ticks - 1 times per epoch, evenly spaced):
   // peeks at the dirty log, and sends the pages the policy picks as
-  // SPEC_PAGE_DATA for the next epoch after re-arming their tracking. The
-  // next Checkpoint() names them (SPEC_APPLY) and sends only what changed
-  // since, as deltas against the speculative copies. A domain call failing
+  // SPEC_PAGE_DATA for the next epoch after re-arming their tracking (on a
+  // domain that can). The next Checkpoint() names them (SPEC_APPLY) and
+  // sends only what changed since, as deltas against the speculative
+  // copies. A domain call failing
   // here changes nothing and returns its error (the session goes on); a
   // stream failure is sticky as for Checkpoint(). No-op when off.
   Status Speculate();
-  // True when Speculate() does something: speculation was asked for and
-  // the domain can peek at and re-arm its dirty log.
+  // True when Speculate() does something: speculation was asked for, the
+  // domain can peek at its dirty log, and it can re-arm it or the delta
+  // mode keeps page copies (see `speculation`). Safe from any thread.
   bool speculating() const;
 
   // Processes back-channel records that arrive within timeout_ms

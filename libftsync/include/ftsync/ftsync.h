@@ -79,6 +79,7 @@ typedef struct ftsync_epoch_stats {
   /* Deltas and compression (see EpochStats in stats.h). */
   uint64_t delta_pages, bytes_after_delta, bytes_after_compression, encode_us, compress_us;
   uint64_t speculative_sends, speculative_pages, speculative_bytes;
+  uint64_t speculative_unchanged; /* peek-only domains: sent ahead, not resent */
 } ftsync_epoch_stats;
 
 typedef struct ftsync_checkpointer_stats {

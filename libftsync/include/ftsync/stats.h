@@ -37,6 +37,10 @@ struct EpochStats {
   uint64_t speculative_sends = 0;
   uint64_t speculative_pages = 0;
   uint64_t speculative_bytes = 0;
+  // Peek-only domains (Xen): frames named by SPEC_APPLY that were dirty at
+  // the epoch's end but unchanged since their speculative copy, so not
+  // sent again (they are counted in dirty_pages and bytes_staged).
+  uint64_t speculative_unchanged = 0;
 };
 
 struct CheckpointerStats {

@@ -54,6 +54,17 @@
 //                     context of such a blob into a live domain of the same
 //                     shape (xc_domain_hvm_setcontext).
 //
+//   HVM domains: a domain whose device model (qemu-xen, started by libxl in
+//   dom0) is registered in xenstore gets it driven over its QMP socket, as
+//   Xen's own save and Remus drive it (src/xen/device_model.h):
+//   EnableDirtyLog also switches on QEMU's dirty log (its emulated DMA
+//   into guest memory is then logged); Suspend stops the devices after the
+//   vCPUs; SaveState adds the devices' state (xen-save-devices-state, a
+//   QEMU migration stream) and the device model's physmap keys; Resume
+//   continues the devices before the vCPUs. The QMP connection is held
+//   only from Suspend to Resume. An HVM guest must run Xen's PV drivers
+//   (any Linux with CONFIG_XEN_PVHVM) for kCooperative, as for xl save.
+//
 //   RestoreXenDomainFromReplica  failover: a new domain from a replica's
 //                     last complete epoch, through libxl's restore path (see
 //                     below).
@@ -87,6 +98,10 @@
 
 namespace ftsync {
 
+namespace xen {
+class XenDeviceModel;  // src/xen/device_model.h
+}
+
 enum class XenSuspend {
   kPause,        // xc_domain_pause / unpause
   kCooperative,  // guest suspend via xenstore + xc_domain_resume(fast)
@@ -98,6 +113,11 @@ struct XenDomainOptions {
   XenSuspend suspend = XenSuspend::kPause;
   // kCooperative: how long the guest may take to reach SHUTDOWN_suspend.
   int suspend_timeout_ms = 10000;
+  // HVM domains with a device model (qemu-xen): its QMP socket (empty:
+  // libxl's /var/run/xen/qmp-libxl-DOMID) and where it writes its device
+  // state for each checkpoint (empty: /var/lib/xen/ftsync-dm-save.DOMID).
+  std::string dm_qmp_path;
+  std::string dm_save_path;
 };
 
 // What xc_domain_getinfo says about a domain right now.
@@ -178,6 +198,8 @@ class XenDomain : public Domain {
   uint64_t GfnOfFrame(uint64_t frame) const { return gfn_of_[frame]; }
   // Pages the domain owns (tot_pages) at Open.
   uint64_t nr_pages() const { return nr_pages_; }
+  // True for an HVM domain with a device model (see the header comment).
+  bool has_device_model() const { return dm_ != nullptr; }
   // Dirty gfns the hypervisor reported at the last FetchAndClearDirty
   // (before merging the software bitmap).
   uint64_t last_hw_dirty() const { return last_hw_dirty_; }
@@ -206,6 +228,9 @@ class XenDomain : public Domain {
   Status EnsureBitmap();
   Status LogDirtyOp(int op, DirtyBitmap* out, bool clear);
   Status CooperativeSuspend();
+  Status ResumeVcpus();
+  Status ReadDeviceModelKeys(std::vector<uint8_t>* out);
+  std::unique_ptr<xen::XenDeviceModel> dm_;  // HVM with qemu-xen only
 };
 
 // Failover: creates a new domain from `replica_dir`'s last complete epoch

@@ -233,6 +233,7 @@ static void CopyEpochStats(const EpochStats& s, ftsync_epoch_stats* o) {
   o->speculative_sends = s.speculative_sends;
   o->speculative_pages = s.speculative_pages;
   o->speculative_bytes = s.speculative_bytes;
+  o->speculative_unchanged = s.speculative_unchanged;
 }
 
 int ftsync_checkpointer_get_stats(const ftsync_checkpointer* cp, ftsync_checkpointer_stats* o) {

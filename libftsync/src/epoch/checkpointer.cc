@@ -1,6 +1,7 @@
 #include "ftsync/checkpointer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -154,6 +155,13 @@ struct Checkpointer::Impl {
   // sent ahead for the next epoch (their dirty bits were cleared by the
   // re-arm: they are put back if the session fails before an ACK).
   std::unique_ptr<SpeculationPolicy> policy;
+  // A peek-only domain (PeekDirty without RearmDirty): sent pages stay
+  // dirty, so the epoch's end sends each as a delta against its
+  // speculative copy, and nothing at all when it is unchanged.
+  bool spec_peek_only = false;
+  std::atomic<bool> spec_active{false};  // policy set: read by speculating() from any thread
+  std::vector<uint64_t> spec_unchanged;
+  DirtyBitmap spec_rewritten;
   uint32_t spec_tick = 0;
   DirtyBitmap peek;
   DirtyBitmap spec_bits;
@@ -272,14 +280,19 @@ struct Checkpointer::Impl {
 
   // Emits the staged frames of epoch `epoch` (> 0): as deltas where the
   // shadow store holds the page's previous version, whole otherwise.
+  // On a peek-only domain, the frames sent ahead that are unchanged since
+  // their speculative copy are not sent again (spec_unchanged lists them).
   Status EmitDeltas(uint64_t epoch, EpochStats* es) {
     if (!emitter) emitter = std::make_unique<DeltaEmitter>(opts.batch_pages);
     DeltaEmitStats ds;
+    spec_unchanged.clear();
+    const bool skip = spec_peek_only && !spec_pfns.empty();
     Status s = emitter->Emit(
         shadow.get(), epoch, pfns, staging.data(),
         [&](const std::function<Status(RecordWriter&)>& f) { return WriteLocked([&] { return f(writer); }); },
-        &ds);
+        &ds, skip ? &spec_bits : nullptr, skip ? &spec_unchanged : nullptr);
     es->delta_pages = ds.delta_pages;
+    es->speculative_unchanged = ds.same_skipped;
     es->encode_us = ds.encode_ns / 1000;
     return s;
   }
@@ -287,9 +300,22 @@ struct Checkpointer::Impl {
   // Creates the speculation policy when asked for and possible.
   Status SetUpSpeculation() {
     if (opts.speculation == Speculation::kOff) return Status::OK();
-    if (!domain->SupportsPeekDirty() || !domain->SupportsRearmDirty()) {
+    if (!domain->SupportsPeekDirty()) {
       Log(LogLevel::kWarning, "checkpointer: " + domain->Name() +
-                                  " cannot peek at and re-arm its dirty log: no speculation");
+                                  " cannot peek at its dirty log: no speculation");
+      return Status::OK();
+    }
+    spec_peek_only = !domain->SupportsRearmDirty();
+    if (spec_peek_only && (!shadow || shadow->options().mode != ShadowMode::kCopy)) {
+      // Every page sent ahead is dirty again at the end; only an exact
+      // copy of what was sent lets the end skip the unchanged ones.
+      Log(LogLevel::kWarning, "checkpointer: " + domain->Name() +
+                                  " can peek at but not re-arm its dirty log, and speculation there "
+                                  "needs deltas against a page copy (delta blocks, runs or auto on "
+                                  "4 KiB pages; now " +
+                                  std::string(shadow ? DeltaModeName(opts.delta) : "off") +
+                                  "): no speculation");
+      spec_peek_only = false;
       return Status::OK();
     }
     SpeculationOptions so = DefaultSpeculationOptions(
@@ -299,10 +325,19 @@ struct Checkpointer::Impl {
     so.ticks_per_epoch = opts.speculation_ticks;
     if (opts.speculation != Speculation::kEager) so.budget_ratio = opts.speculation_budget;
     so.page_size = page_size;
+    so.can_rearm = !spec_peek_only;
     Result<std::unique_ptr<SpeculationPolicy>> p = SpeculationPolicy::Create(header.frame_count, so);
     if (!p.ok()) return p.status().Annotate("speculation policy");
     policy = std::move(p).value();
+    spec_active = true;
     spec_bits.Resize(header.frame_count);
+    if (spec_peek_only) {
+      spec_rewritten.Resize(header.frame_count);
+      Log(LogLevel::kInfo, "checkpointer: " + domain->Name() +
+                               " can peek at but not re-arm its dirty log: pages sent ahead are "
+                               "dirty again at the epoch's end and go as deltas against their "
+                               "speculative copies (none when unchanged)");
+    }
     return policy->BeginEpoch();
   }
 
@@ -313,7 +348,9 @@ struct Checkpointer::Impl {
     spec_list.assign(pick->begin(), pick->end());
     if (spec_list.empty()) return Status::OK();
     // Re-arm, then read (hypervisor.h): a write after the re-arm is seen.
-    Status s = domain->RearmDirty(spec_list);
+    // A peek-only domain keeps the frames dirty: the epoch's end sees them.
+    Status s;
+    if (!spec_peek_only) s = domain->RearmDirty(spec_list);
     if (!s.ok()) {
       (void)policy->Unsent(spec_list);
       return s.Annotate("re-arm speculative frames");
@@ -325,7 +362,7 @@ struct Checkpointer::Impl {
     for (int e : errors) unreadable |= e != 0;
     if (!s.ok() || unreadable) {
       // Not sent after all: their bits were cleared by the re-arm.
-      PutBack(spec_list);
+      if (!spec_peek_only) PutBack(spec_list);
       (void)policy->Unsent(spec_list);
       return s.ok() ? Status::OK() : s.Annotate("read speculative frames");
     }
@@ -369,11 +406,21 @@ struct Checkpointer::Impl {
     es->speculative_sends = spec_sends;
     es->speculative_bytes = spec_bytes;
     spec_sends = spec_bytes = 0;
+    const DirtyBitmap* rewritten = nullptr;
+    if (spec_peek_only && policy) {
+      // The sent pages whose end-of-epoch version differs from their copy.
+      spec_rewritten.ClearAll();
+      for (uint64_t p : spec_pfns)
+        if (bitmap.Test(p)) spec_rewritten.Set(p);
+      for (uint64_t p : spec_unchanged) spec_rewritten.Clear(p);
+      rewritten = &spec_rewritten;
+    }
+    spec_unchanged.clear();
     for (uint64_t p : spec_pfns) spec_bits.Clear(p);
     spec_pfns.clear();
     spec_tick = 0;
     if (!policy) return;
-    Status s = policy->EndEpoch(bitmap);
+    Status s = policy->EndEpoch(bitmap, rewritten);
     if (s.ok()) s = policy->BeginEpoch();
     if (!s.ok()) Log(LogLevel::kWarning, "checkpointer: speculation policy: " + s.ToString());
   }
@@ -483,7 +530,9 @@ struct Checkpointer::Impl {
     if (s.ok()) s = epoch > 0 && shadow ? EmitDeltas(epoch, es) : EmitPages(pfns, staging.data());
     if (s.ok()) s = WriteLocked([&] { return writer.DeviceState(state); });
     if (s.ok())
-      s = WriteLocked([&] { return writer.EpochCommit(epoch, pages_before + named + pfns.size()); });
+      s = WriteLocked([&] {
+        return writer.EpochCommit(epoch, pages_before + named + pfns.size() - spec_unchanged.size());
+      });
     if (!s.ok()) {
       PutBack(pfns);
       return Fail(s.Annotate("sending epoch " + std::to_string(epoch)));
@@ -694,7 +743,7 @@ Status Checkpointer::Speculate() {
   return m.SpeculateTick();
 }
 
-bool Checkpointer::speculating() const { return impl_->policy != nullptr; }
+bool Checkpointer::speculating() const { return impl_->spec_active; }
 
 Status Checkpointer::Checkpoint() {
   Impl& m = *impl_;

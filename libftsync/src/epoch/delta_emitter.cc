@@ -13,7 +13,9 @@ DeltaEmitter::DeltaEmitter(size_t batch_pages)
       out_(new uint8_t[kMaxDeltaSize]) {}
 
 Status DeltaEmitter::Emit(ShadowStore* store, uint64_t epoch, std::span<const uint64_t> pfns,
-                          const uint8_t* data, const WriteFn& write, DeltaEmitStats* stats) {
+                          const uint8_t* data, const WriteFn& write, DeltaEmitStats* stats,
+                          const DirtyBitmap* skip_same, std::vector<uint64_t>* skipped) {
+  if (skip_same && !skipped) return Status(Errc::kInvalidArgument, "skip_same without a skipped list");
   constexpr size_t ps = kPageDeltaPageSize;
   deltas_.Clear();
   whole_pfns_.clear();
@@ -35,7 +37,10 @@ Status DeltaEmitter::Emit(ShadowStore* store, uint64_t epoch, std::span<const ui
     uint64_t t0 = MonotonicNs();
     ShadowEncoded r = store->Encode(pfns[i], cur, epoch, out);
     stats->encode_ns += MonotonicNs() - t0;
-    if (r.hit && r.kind != DeltaKind::kWhole) {
+    if (r.hit && r.kind == DeltaKind::kSame && skip_same && skip_same->Test(pfns[i])) {
+      skipped->push_back(pfns[i]);
+      stats->same_skipped++;
+    } else if (r.hit && r.kind != DeltaKind::kWhole) {
       // Bodies stay near PAGE_DATA's 4 MiB and within 1024 entries.
       if (deltas_.count() == kPageDeltaMaxCount ||
           deltas_.size() + kPageDeltaEntryHeader + r.size > kPageDataMaxBytes)

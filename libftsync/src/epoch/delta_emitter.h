@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "diff/shadow_store.h"
+#include "ftsync/dirty_bitmap.h"
 #include "ftsync/status.h"
 #include "stream/record_writer.h"
 #include "stream/records.h"
@@ -20,6 +21,7 @@ namespace ftsync::internal {
 
 struct DeltaEmitStats {
   uint64_t delta_pages = 0;  // sent as PAGE_DELTA entries
+  uint64_t same_skipped = 0; // unchanged pages of `skip_same` not sent
   uint64_t encode_ns = 0;    // inside ShadowStore::Encode
 };
 
@@ -36,8 +38,17 @@ class DeltaEmitter {
   // backup will hold) and writes the records through `write`. On error the
   // store may already describe pages that never reached the backup: the
   // caller must Clear() it (the session is over anyway).
+  //
+  // `skip_same` (may be null; size at least every pfn + 1): frames in it
+  // whose contents equal the version the store holds (a SAME delta) are not
+  // written at all, and are appended to `skipped` (required with
+  // skip_same). The caller uses it for frames the backup already receives
+  // in this epoch by other means (speculative copies named by the epoch),
+  // so that an unchanged one costs nothing. Frames not written do not count
+  // toward EPOCH_COMMIT's `pages`.
   Status Emit(ShadowStore* store, uint64_t epoch, std::span<const uint64_t> pfns,
-              const uint8_t* data, const WriteFn& write, DeltaEmitStats* stats);
+              const uint8_t* data, const WriteFn& write, DeltaEmitStats* stats,
+              const DirtyBitmap* skip_same = nullptr, std::vector<uint64_t>* skipped = nullptr);
 
  private:
   size_t batch_;

@@ -173,6 +173,17 @@ Status WriteXlSaveImage(const ByteWriter& out, const XenSavedState& st, const ui
   FTSYNC_RETURN_IF_ERROR(
       e.Record(migv2::kHvmContext, {{st.hvm_context.data(), st.hvm_context.size()}}));
   FTSYNC_RETURN_IF_ERROR(e.Record(migv2::kEnd, {}));
+  // HVM: the device model's xenstore keys, then its state, each after the
+  // emulator header (emulator id, index 0), as libxl's restore expects them.
+  std::vector<uint8_t> emu;
+  PutLe(&emu, migv2::kEmulatorQemuUpstream, 4);
+  PutLe(&emu, 0, 4);
+  if (!st.dm_xenstore.empty())
+    FTSYNC_RETURN_IF_ERROR(e.Record(migv2::kEmulatorXenstoreData,
+                                    {{emu.data(), emu.size()}, {st.dm_xenstore.data(), st.dm_xenstore.size()}}));
+  if (!st.dm_state.empty())
+    FTSYNC_RETURN_IF_ERROR(e.Record(migv2::kEmulatorContext,
+                                    {{emu.data(), emu.size()}, {st.dm_state.data(), st.dm_state.size()}}));
   FTSYNC_RETURN_IF_ERROR(e.Record(migv2::kLibxlEnd, {}));
   c.bytes = e.bytes();
   if (counts) *counts = c;

@@ -18,6 +18,10 @@
 //                   4096 bytes of data, or XALLOC (populate, no data) for an
 //                   all-zero frame, so the image stays small
 //     X86_TSC_INFO, HVM_PARAMS (before HVM_CONTEXT), HVM_CONTEXT, END
+//   HVM with a device model (state.dm_*): EMULATOR_XENSTORE_DATA (when
+//     there are keys) and EMULATOR_CONTEXT, each body u32 emulator id
+//     (2, QEMU upstream), u32 index (0), then the data; libxl hands the
+//     context to the new qemu-xen (-incoming) and writes the keys back
 //   libxl END record
 // Records: u32 type, u32 body length (little-endian), body, zero padding to
 // 8 bytes. No Xen headers (the numbers come from the specifications), so the
@@ -39,8 +43,10 @@ namespace migv2 {
 constexpr uint32_t kEnd = 0x00, kPageData = 0x01, kX86TscInfo = 0x08, kHvmContext = 0x09,
                    kHvmParams = 0x0a, kStaticDataEnd = 0x10, kX86CpuidPolicy = 0x11,
                    kX86MsrPolicy = 0x12;
-// libxl record types.
-constexpr uint32_t kLibxlEnd = 0x00, kLibxcContext = 0x01;
+// libxl record types, and the emulator id of qemu-xen (QEMU upstream).
+constexpr uint32_t kLibxlEnd = 0x00, kLibxcContext = 0x01, kEmulatorXenstoreData = 0x02,
+                   kEmulatorContext = 0x03;
+constexpr uint32_t kEmulatorQemuUpstream = 2;
 // PAGE_DATA pfn types (XEN_DOMCTL_PFINFO_* >> 28), in bits 63..60 of a pfn word.
 constexpr uint64_t kTypeNotab = 0x0, kTypeXalloc = 0xe, kTypeXtab = 0xf;
 constexpr uint32_t kMaxPagesPerRecord = 1024;

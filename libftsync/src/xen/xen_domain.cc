@@ -20,6 +20,7 @@
 //    guest rebinds everything. 100-350 ms nested.
 #include "ftsync/xen.h"
 
+#include "xen/device_model.h"
 #include "xen/xen_state.h"
 
 #include <sys/mman.h>
@@ -86,6 +87,7 @@ int xc_get_pfn_type_batch(xc_interface* xch, uint32_t dom, unsigned int num, xen
 #pragma weak xs_write
 #pragma weak xs_read
 #pragma weak xs_resume_domain
+#pragma weak xs_directory
 
 namespace ftsync {
 namespace {
@@ -213,6 +215,18 @@ Result<std::unique_ptr<XenDomain>> XenDomain::Open(uint32_t domid, XenDomainOpti
   if (options.suspend == XenSuspend::kCooperative) {
     h->xsh = xs_open(0);
     if (!h->xsh) return XenErr(errno, "xs_open (xenstore, for cooperative suspend)", domid);
+  } else if (xs_open) {
+    h->xsh = xs_open(0);  // for the device model's keys; optional in pause mode
+  }
+  // An HVM domain has a device model (qemu-xen, in dom0) when libxl wrote
+  // its xenstore directory; a PVH domain has none.
+  bool has_dm = false;
+  if (h->xsh) {
+    const std::string node = "/local/domain/0/device-model/" + std::to_string(domid) + "/state";
+    unsigned int len = 0;
+    void* v = xs_read(h->xsh, XBT_NULL, node.c_str(), &len);
+    has_dm = v != nullptr;
+    free(v);
   }
 
   xen_pfn_t max_gpfn = 0;
@@ -222,8 +236,16 @@ Result<std::unique_ptr<XenDomain>> XenDomain::Open(uint32_t domid, XenDomainOpti
   FTSYNC_RETURN_IF_ERROR(ScanLayout(h->xch, domid, uint64_t{max_gpfn} + 1, &layout));
   if (layout.empty())
     return Status(Errc::kNotFound, "xen: domain " + std::to_string(domid) + " has no populated frames");
-  return std::unique_ptr<XenDomain>(
+  std::unique_ptr<XenDomain> d(
       new XenDomain(domid, std::move(h), std::move(layout), max_gpfn, info.nr_pages, options));
+  if (has_dm) {
+    xen::DeviceModelOptions dmo;
+    dmo.qmp_path = options.dm_qmp_path.empty() ? xen::DefaultDeviceModelQmpPath(domid) : options.dm_qmp_path;
+    dmo.save_path =
+        options.dm_save_path.empty() ? xen::DefaultDeviceModelSavePath(domid) : options.dm_save_path;
+    d->dm_ = std::make_unique<xen::XenDeviceModel>(dmo);
+  }
+  return d;
 }
 
 Result<XenRunState> GetXenRunState(uint32_t domid) {
@@ -276,6 +298,15 @@ Status XenDomain::EnableDirtyLog() {
   }
   if (rc < 0) return XenErr(errno, "xc_shadow_control(ENABLE_LOGDIRTY)", domid_);
   logdirty_on_ = true;
+  if (dm_) {
+    // The device model's own writes to guest memory (emulated DMA) are
+    // logged only once it is told that a save is running.
+    Status s = dm_->SetGlobalDirtyLog(true);
+    if (!s.ok()) {
+      (void)DisableDirtyLog();
+      return s.Annotate(Name() + ": enable the device model's dirty log");
+    }
+  }
   if (options_.calibrate_rounds > 0) return CalibrateUntrackedWrites(options_.calibrate_rounds);
   return Status::OK();
 }
@@ -366,6 +397,7 @@ Result<bool> XenDomain::IsGuestFrame(uint64_t gfn) {
 }
 
 Status XenDomain::DisableDirtyLog() {
+  if (dm_ && logdirty_on_) (void)dm_->SetGlobalDirtyLog(false);  // best effort: it may be gone
   int rc = xc_shadow_control(h_->xch, domid_, XEN_DOMCTL_SHADOW_OP_OFF, nullptr, 0);
   logdirty_on_ = false;
   if (rc < 0 && errno != ESRCH)  // the domain being gone leaves nothing to stop
@@ -527,14 +559,32 @@ Status XenDomain::Suspend() {
     FTSYNC_RETURN_IF_ERROR(CooperativeSuspend());
     suspended_ = true;
     paused_ = true;
-    return Status::OK();
+  } else {
+    if (xc_domain_pause(h_->xch, domid_) < 0) return XenErr(errno, "xc_domain_pause", domid_);
+    paused_ = true;
   }
-  if (xc_domain_pause(h_->xch, domid_) < 0) return XenErr(errno, "xc_domain_pause", domid_);
-  paused_ = true;
+  if (dm_) {
+    // Then the devices: no DMA into guest memory, no device timers, until
+    // Resume. As Xen's own save does it: vCPUs first, device model second.
+    Status s = dm_->Stop();
+    if (!s.ok()) {
+      (void)Resume();
+      return s.Annotate(Name() + ": stop the device model");
+    }
+  }
   return Status::OK();
 }
 
 Status XenDomain::Resume() {
+  // The devices run again before the vCPUs do (a vCPU's first I/O must
+  // find them running).
+  Status dm_status;
+  if (dm_ && dm_->stopped()) dm_status = dm_->Cont().Annotate(Name() + ": continue the device model");
+  FTSYNC_RETURN_IF_ERROR(ResumeVcpus());
+  return dm_status;
+}
+
+Status XenDomain::ResumeVcpus() {
   if (suspended_) {
     // fast=1: the guest's suspend hypercall returns 1 (cancelled), so it
     // resumes in place without reconnecting anything.
@@ -677,7 +727,43 @@ Result<std::vector<uint8_t>> XenDomain::SaveState() {
     if (pol) xc_cpu_policy_destroy(pol);
   }
   for (const XenGfnRange& r : layout_) st.layout.push_back({r.gfn, r.count});
+  if (dm_) {
+    Result<std::vector<uint8_t>> dms = dm_->SaveDevicesState();
+    if (!dms.ok()) return dms.status().Annotate(Name() + ": save the device model's state");
+    st.dm_state = std::move(dms).value();
+    FTSYNC_RETURN_IF_ERROR(ReadDeviceModelKeys(&st.dm_xenstore));
+  }
   return xen::EncodeXenState(st);
+}
+
+// The device model's physmap keys (where QEMU placed its own memory, e.g.
+// video RAM), as Xen's save carries them: "physmap/ID/KEY\0VALUE\0".
+Status XenDomain::ReadDeviceModelKeys(std::vector<uint8_t>* out) {
+  out->clear();
+  if (!h_->xsh || !xs_directory) return Status::OK();
+  const std::string root = "/local/domain/0/device-model/" + std::to_string(domid_) + "/";
+  unsigned int n = 0;
+  char** ids = xs_directory(h_->xsh, XBT_NULL, (root + "physmap").c_str(), &n);
+  if (!ids) return Status::OK();  // no physmap: nothing to carry
+  Status s;
+  for (unsigned int i = 0; i < n && s.ok(); ++i) {
+    for (const char* key : {"start_addr", "size", "name"}) {
+      const std::string rel = std::string("physmap/") + ids[i] + "/" + key;
+      unsigned int len = 0;
+      char* v = static_cast<char*>(xs_read(h_->xsh, XBT_NULL, (root + rel).c_str(), &len));
+      if (!v) {
+        s = XenErr(errno, "xs_read(" + root + rel + ")", domid_);
+        break;
+      }
+      out->insert(out->end(), rel.begin(), rel.end());
+      out->push_back(0);
+      out->insert(out->end(), v, v + len);
+      out->push_back(0);
+      free(v);
+    }
+  }
+  free(ids);
+  return s;
 }
 
 Status XenDomain::RestoreState(std::span<const uint8_t> state) {

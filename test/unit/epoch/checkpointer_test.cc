@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 
 #include "epoch/harness.h"
 #include "testing/workload.h"
@@ -417,6 +418,19 @@ TEST_CASE("checkpointer: a delta against a base the backup does not hold is refu
   CHECK(h.dom.pending_dirty().Test(6));
 }
 
+// The rest of epoch `e` of the speculation tests: three ticks, frame 0
+// rewritten after each (hot), frames 30..39 written after the last one,
+// then the checkpoint.
+void RestOfSpeculativeEpoch(Harness& h, Checkpointer& cp, uint64_t e, uint8_t b[4]) {
+  for (int t = 1; t < 4; ++t) {
+    REQUIRE(cp.Speculate().ok());
+    b[0]++;
+    REQUIRE(h.dom.Write(0, 100 + t, std::span<const uint8_t>(b, 4)).ok());
+  }
+  for (uint64_t p = 30; p < 40; ++p) REQUIRE(h.dom.Write(p, 3 * e, std::span<const uint8_t>(b, 4)).ok());
+  REQUIRE(cp.Checkpoint().ok());
+}
+
 TEST_CASE("checkpointer: speculative pages go ahead; the epoch sends only what changed since", "[epoch]") {
   for (Speculation sp : {Speculation::kEager, Speculation::kHistory, Speculation::kFill}) {
     Harness h(64);
@@ -432,13 +446,7 @@ TEST_CASE("checkpointer: speculative pages go ahead; the epoch sends only what c
       // Frames 0..19 are written once early in the epoch; frame 0 again
       // after every tick (hot); frames 30..39 only after the last tick.
       for (uint64_t p = 0; p < 20; ++p) REQUIRE(h.dom.Write(p, 8 * e, b).ok());
-      for (int t = 1; t < 4; ++t) {
-        REQUIRE(cp.Speculate().ok());
-        b[0]++;
-        REQUIRE(h.dom.Write(0, 100 + t, b).ok());
-      }
-      for (uint64_t p = 30; p < 40; ++p) REQUIRE(h.dom.Write(p, 3 * e, b).ok());
-      REQUIRE(cp.Checkpoint().ok());
+      RestOfSpeculativeEpoch(h, cp, e, b);
     }
     REQUIRE(cp.Finish().ok());
     h.Join();
@@ -460,6 +468,105 @@ TEST_CASE("checkpointer: speculative pages go ahead; the epoch sends only what c
   }
 }
 
+TEST_CASE("checkpointer: a peek-only domain resends only what changed since the speculative copy", "[epoch]") {
+  // Xen's log-dirty can peek but not re-arm single frames: every page sent
+  // ahead is dirty again at the end. Frames 1..19 get fresh contents early
+  // in each epoch and are then left alone; frame 0 is rewritten after every
+  // tick; 30..39 are written only after the last tick.
+  for (Speculation sp : {Speculation::kEager, Speculation::kHistory, Speculation::kFill}) {
+    for (bool speculate : {false, true}) {
+      Harness h(64);
+      h.dom.SetSpeculationSupport(true, false);
+      h.StartReceiver();
+      CheckpointerOptions o;
+      o.speculation = speculate ? sp : Speculation::kOff;
+      o.speculation_ticks = 4;
+      o.compression = Compression::kNone;  // count the bytes the deltas leave
+      Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+      REQUIRE(cp.AddDevice(&h.snap).ok());
+      REQUIRE(cp.Start().ok());
+      CHECK(cp.speculating() == speculate);
+      std::mt19937 rng(7);
+      std::vector<uint8_t> page(4096);
+      uint8_t b[4] = {1, 2, 3, 4};
+      for (uint64_t e = 1; e <= 5; ++e) {
+        for (uint64_t p = 1; p < 20; ++p) {
+          for (auto& x : page) x = static_cast<uint8_t>(rng());
+          REQUIRE(h.dom.Write(p, 0, page).ok());
+        }
+        RestOfSpeculativeEpoch(h, cp, e, b);
+      }
+      REQUIRE(cp.Finish().ok());
+      h.Join();
+      INFO(SpeculationName(sp) << (speculate ? " on" : " off") << ": " << h.rx_status.ToString());
+      REQUIRE(h.rx_status.ok());
+      std::string why;
+      CHECK(h.ReplicaEquals(5, &why));
+      INFO(why);
+      CHECK(h.snap.violations.empty());
+      CHECK(h.dom.counters().frames_rearmed == 0);
+      auto hist = cp.stats_history();
+      REQUIRE(hist.size() == 6);
+      const EpochStats& last = hist.back();
+      // Peek-only: the whole written set is still copied at the end.
+      CHECK(last.dirty_pages == 30);
+      uint64_t ahead = 0;
+      for (size_t e = 1; e < hist.size(); ++e) ahead += hist[e].speculative_pages;
+      CHECK(h.rx->stats().speculative_pages_applied == ahead);
+      if (!speculate) {
+        CHECK(ahead == 0);
+        CHECK(last.bytes_after_delta > 19 * 4096);  // frames 1..19 whole
+        continue;
+      }
+      CHECK(ahead >= 19 * 4);
+      CHECK(last.speculative_bytes > 19 * 4096);
+      // 1..19 went ahead and are not sent again; what is left is frame 0's
+      // and 30..39's small deltas, and the state.
+      CHECK(last.speculative_unchanged >= 19);
+      CHECK(last.bytes_after_delta < 4096);
+      if (sp != Speculation::kEager) {
+        // The hot frame was seen rewritten after its copy and is held back.
+        uint64_t late_sends = 0;
+        for (size_t e = 3; e < hist.size(); ++e) late_sends += hist[e].speculative_sends;
+        // (fill gambles on it at the last tick while its odds last.)
+        CHECK(late_sends <= 19 * 3 + (sp == Speculation::kFill ? 3 : 1));
+      }
+    }
+  }
+}
+
+TEST_CASE("checkpointer: peek-only speculation with a tiny page store still replicates exactly", "[epoch]") {
+  // Pages sent ahead are evicted from a store of 8 pages before the epoch
+  // ends: they go whole again, never as a delta against a lost copy.
+  Harness h(64);
+  h.dom.SetSpeculationSupport(true, false);
+  h.StartReceiver();
+  CheckpointerOptions o;
+  o.speculation = Speculation::kEager;
+  o.speculation_ticks = 3;
+  o.shadow_budget_bytes = 8 * (4096 + 32) + 4096;
+  Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
+  REQUIRE(cp.AddDevice(&h.snap).ok());
+  REQUIRE(cp.Start().ok());
+  REQUIRE(cp.speculating());
+  uint8_t b[8] = {9, 8, 7, 6, 5, 4, 3, 2};
+  for (uint64_t e = 1; e <= 4; ++e) {
+    for (uint64_t p = 0; p < 40; ++p) REQUIRE(h.dom.Write(p, (p * 13 + e) % 4000, b).ok());
+    REQUIRE(cp.Speculate().ok());
+    for (uint64_t p = 0; p < 40; p += 3) REQUIRE(h.dom.Write(p, 4000, b).ok());
+    REQUIRE(cp.Speculate().ok());
+    REQUIRE(cp.Checkpoint().ok());
+  }
+  REQUIRE(cp.Finish().ok());
+  h.Join();
+  INFO(h.rx_status.ToString());
+  REQUIRE(h.rx_status.ok());
+  std::string why;
+  CHECK(h.ReplicaEquals(4, &why));
+  INFO(why);
+  CHECK(cp.stats_history().back().speculative_pages > 0);
+}
+
 // A sink that fails every write once `broken` is set.
 class BreakableSink : public ByteSink {
  public:
@@ -478,18 +585,30 @@ class BreakableSink : public ByteSink {
 TEST_CASE("checkpointer: speculating() only when asked and the domain can peek and re-arm", "[epoch]") {
   struct Case {
     Speculation sp;
-    bool peek, rearm, expect;
+    bool peek, rearm;
+    DeltaMode delta;
+    bool expect;
   };
-  for (Case c : {Case{Speculation::kHistory, true, true, true}, Case{Speculation::kOff, true, true, false},
-                 Case{Speculation::kHistory, true, false, false}, Case{Speculation::kEager, false, false, false}}) {
+  // A peek-only domain needs page copies: it resends what was sent ahead
+  // unless it is unchanged, and only a copy says so exactly.
+  for (Case c : {Case{Speculation::kHistory, true, true, DeltaMode::kRuns, true},
+                 Case{Speculation::kOff, true, true, DeltaMode::kRuns, false},
+                 Case{Speculation::kHistory, true, true, DeltaMode::kOff, true},
+                 Case{Speculation::kHistory, true, false, DeltaMode::kRuns, true},
+                 Case{Speculation::kHistory, true, false, DeltaMode::kBlocks, true},
+                 Case{Speculation::kHistory, true, false, DeltaMode::kOff, false},
+                 Case{Speculation::kHistory, true, false, DeltaMode::kBlockHash, false},
+                 Case{Speculation::kEager, false, false, DeltaMode::kRuns, false}}) {
     Harness h(16);
     h.dom.SetSpeculationSupport(c.peek, c.rearm);
     h.StartReceiver();
     CheckpointerOptions o;
     o.speculation = c.sp;
+    o.delta = c.delta;
     Checkpointer cp(&h.dom, &h.fwd.sink(), &h.back.source(), o);
     REQUIRE(cp.Start().ok());
-    INFO(SpeculationName(c.sp) << " peek=" << c.peek << " rearm=" << c.rearm);
+    INFO(SpeculationName(c.sp) << " peek=" << c.peek << " rearm=" << c.rearm << " delta "
+                               << DeltaModeName(c.delta));
     CHECK(cp.speculating() == c.expect);
     REQUIRE(cp.Finish().ok());
     h.Join();
@@ -511,6 +630,30 @@ TEST_CASE("checkpointer: speculative pages of a failed epoch are not lost", "[ep
   for (uint64_t p = 0; p < 10; ++p) REQUIRE(h.dom.Write(p, 0, b).ok());
   REQUIRE(cp.Speculate().ok());
   CHECK(!h.dom.pending_dirty().Test(3));  // sent ahead: re-armed
+  link.broken = true;
+  CHECK(!cp.Checkpoint().ok());
+  for (uint64_t p = 0; p < 10; ++p) {
+    INFO("frame " << p);
+    CHECK(h.dom.pending_dirty().Test(p));
+  }
+  (void)h.fwd.sink().Close();
+}
+
+TEST_CASE("checkpointer: a peek-only domain keeps what it sent ahead dirty, also when the link fails", "[epoch]") {
+  Harness h(32);
+  h.dom.SetSpeculationSupport(true, false);
+  h.StartReceiver();
+  CheckpointerOptions o;
+  o.speculation = Speculation::kEager;
+  o.speculation_ticks = 3;
+  BreakableSink link(&h.fwd.sink());
+  Checkpointer cp(&h.dom, &link, &h.back.source(), o);
+  REQUIRE(cp.Start().ok());
+  uint8_t b[1] = {7};
+  for (uint64_t p = 0; p < 10; ++p) REQUIRE(h.dom.Write(p, 0, b).ok());
+  REQUIRE(cp.Speculate().ok());
+  CHECK(h.dom.counters().frames_rearmed == 0);
+  CHECK(h.dom.pending_dirty().Test(3));  // sent ahead, still dirty
   link.broken = true;
   CHECK(!cp.Checkpoint().ok());
   for (uint64_t p = 0; p < 10; ++p) {

@@ -83,6 +83,10 @@ void RunTrial(const Trial& t) {
   opts.batch_pages = 1 + static_cast<uint32_t>(rng.Below(64));
   opts.precopy_rounds = static_cast<uint32_t>(rng.Below(3));
   DrawEncoding(rng, &opts);
+  // A third of the trials: a peek-only domain (Xen's log-dirty), whose
+  // pages sent ahead stay dirty and are resent only when changed.
+  const bool peek_only = rng.Below(3) == 0;
+  if (peek_only) h.dom.SetSpeculationSupport(true, false);
   // A rough size of the whole session, to place the fault anywhere in it
   // (deltas of the workloads' small writes are much smaller than pages).
   uint64_t per_write = opts.delta == DeltaMode::kOff ? 4120 : 600;
@@ -129,7 +133,8 @@ void RunTrial(const Trial& t) {
                     << " epochs " << epochs << " delta " << DeltaModeName(opts.delta) << "/"
                     << opts.delta_block_size << " budget " << opts.shadow_budget_bytes << " codec "
                     << CompressionName(opts.compression) << " speculation "
-                    << SpeculationName(opts.speculation) << " primary: " << s.ToString()
+                    << SpeculationName(opts.speculation) << (peek_only ? " (peek-only)" : "")
+                    << " primary: " << s.ToString()
                     << " backup: " << h.rx_status.ToString());
   CHECK(pause_check.writes_while_paused == 0);
   CHECK(h.snap.violations.empty());
