@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <chrono>
@@ -218,15 +219,26 @@ Result<std::unique_ptr<XenDomain>> XenDomain::Open(uint32_t domid, XenDomainOpti
   } else if (xs_open) {
     h->xsh = xs_open(0);  // for the device model's keys; optional in pause mode
   }
-  // An HVM domain has a device model (qemu-xen, in dom0) when libxl wrote
-  // its xenstore directory; a PVH domain has none.
+  // An HVM domain has a device model (qemu-xen, in dom0); a PVH domain has
+  // none. libxl records the type as /libxl/DOMID/type ("hvm", "pvh"); a
+  // domain it did not create is HVM with a device model when qemu-xen
+  // registered itself under /local/domain/0/device-model/DOMID. (libxl may
+  // write that directory for a PVH domain too, so the type comes first.)
   bool has_dm = false;
   if (h->xsh) {
-    const std::string node = "/local/domain/0/device-model/" + std::to_string(domid) + "/state";
-    unsigned int len = 0;
-    void* v = xs_read(h->xsh, XBT_NULL, node.c_str(), &len);
-    has_dm = v != nullptr;
-    free(v);
+    auto read = [&](const std::string& node) -> std::optional<std::string> {
+      unsigned int len = 0;
+      char* v = static_cast<char*>(xs_read(h->xsh, XBT_NULL, node.c_str(), &len));
+      if (!v) return std::nullopt;
+      std::string s(v, len);
+      free(v);
+      return s;
+    };
+    const std::optional<std::string> type = read("/libxl/" + std::to_string(domid) + "/type");
+    if (type)
+      has_dm = *type == "hvm";
+    else
+      has_dm = read("/local/domain/0/device-model/" + std::to_string(domid) + "/state").has_value();
   }
 
   xen_pfn_t max_gpfn = 0;

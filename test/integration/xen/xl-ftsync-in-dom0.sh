@@ -237,7 +237,7 @@ check "the dead ftd's stale buffer was removed with a message" \
   'grep -q "removed a stale network buffer left by a crashed ftd: IFB $stale" /tmp/xl-bh.log' "$(grep -i -E 'stale|error' /tmp/xl-bh.log | head -3)"
 t1=$(stat_of $ifb2 tx_packets); sleep 3; t2=$(stat_of $ifb2 tx_packets)
 check "-F -b: blackhole epochs are acknowledged at once, packets flow through the plug" \
-  'st | grep -q "backup=blackhole" && [ $((t2 - t1)) -ge 8 ]' "$(st); released $t1 -> $t2"
+  'st | grep -q "backup=blackhole" && [ $((t2 - t1)) -ge 8 ]' "$(st); released $t1 -> $t2; $(grep -v '^ *$' /tmp/xl-bh.log | tail -4)"
 ftd ctl --control /run/ftsync/xl-$name-primary.sock stop >/dev/null
 i=0; while [ $i -lt 30 ] && kill -0 $bh 2>/dev/null; do sleep 1; i=$((i + 1)); done
 check "a clean stop removes the network buffer and runs the hook's teardown" \
