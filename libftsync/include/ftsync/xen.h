@@ -118,6 +118,11 @@ struct XenDomainOptions {
   // state for each checkpoint (empty: /var/lib/xen/ftsync-dm-save.DOMID).
   std::string dm_qmp_path;
   std::string dm_save_path;
+  // False: leave an HVM domain's device model alone (Suspend pauses only
+  // the vCPUs, SaveState has no device state). For a second handle on a
+  // domain that another one replicates: QEMU serves one QMP client at a
+  // time.
+  bool drive_device_model = true;
 };
 
 // What xc_domain_getinfo says about a domain right now.

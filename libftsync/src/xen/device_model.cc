@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "ftsync/qemu.h"
 
@@ -29,7 +32,19 @@ XenDeviceModel::~XenDeviceModel() {
 
 Status XenDeviceModel::Connect() {
   if (qmp_) return Status::OK();
+  // QEMU listens with a backlog of one and serves one client at a time: a
+  // connection is refused while another client (libxl, xl) is being served.
+  // Retry while the socket exists, within the timeout.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.timeout_ms);
   Result<std::unique_ptr<QmpClient>> c = QmpClient::Connect(options_.qmp_path, options_.timeout_ms);
+  struct stat sb;
+  while (!c.ok() && c.status().code() == Errc::kNotFound && ::stat(options_.qmp_path.c_str(), &sb) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    c = QmpClient::Connect(options_.qmp_path, static_cast<int>(std::max<int64_t>(1, left.count())));
+  }
   if (!c.ok()) {
     Status s = c.status();
     if (s.code() == Errc::kNotFound)

@@ -66,8 +66,10 @@ class XenDeviceModel {
 
   // xen-set-global-dirty-log; then disconnects. Errors: kNotFound when
   // nothing listens on qmp_path (no device model: not an HVM domain, or
-  // it exited), kNotSupported when this QEMU lacks the command, QMP
-  // errors as QmpClient reports them; each names the socket.
+  // it exited; a refused connection is retried within timeout_ms while the
+  // socket file exists, since QEMU refuses one while it serves another
+  // client), kNotSupported when this QEMU lacks the command, QMP errors as
+  // QmpClient reports them; each names the socket.
   Status SetGlobalDirtyLog(bool enable);
   // stop. Stays connected until Cont. Errors as above.
   Status Stop();

@@ -225,7 +225,7 @@ Result<std::unique_ptr<XenDomain>> XenDomain::Open(uint32_t domid, XenDomainOpti
   // registered itself under /local/domain/0/device-model/DOMID. (libxl may
   // write that directory for a PVH domain too, so the type comes first.)
   bool has_dm = false;
-  if (h->xsh) {
+  if (h->xsh && options.drive_device_model) {
     auto read = [&](const std::string& node) -> std::optional<std::string> {
       unsigned int len = 0;
       char* v = static_cast<char*>(xs_read(h->xsh, XBT_NULL, node.c_str(), &len));

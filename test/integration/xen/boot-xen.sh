@@ -3,7 +3,7 @@
 # nested-Xen test, runs INJECT_DIR/run-in-dom0.sh inside dom0 and exits with
 # its status (from the "XEN-TEST-EXIT <n>" line /init prints on the console).
 # Usage: boot-xen.sh CACHE_DIR INJECT_DIR
-# Env: XEN_TEST_TIMEOUT (whole boot, seconds, default 900),
+# Env: XEN_TEST_TIMEOUT (whole boot, seconds, default 1500),
 #      XEN_TEST_LOG (serial console log, default CACHE_DIR/console.log),
 #      XEN_CMDLINE_EXTRA (appended to Xen's command line, e.g.
 #      "loglvl=all guest_loglvl=all" when studying a guest crash).
@@ -16,7 +16,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:?usage: boot-xen.sh CACHE_DIR INJECT_DIR}
 inject=${2:?usage: boot-xen.sh CACHE_DIR INJECT_DIR}
-limit=${XEN_TEST_TIMEOUT:-900}
+limit=${XEN_TEST_TIMEOUT:-1500}
 log=${XEN_TEST_LOG:-$cache/console.log}
 [ -x "$inject/run-in-dom0.sh" ] || { echo "boot-xen: $inject/run-in-dom0.sh missing or not executable" >&2; exit 126; }
 initrd=$(mktemp /tmp/ftsync-dom0-initrd.XXXXXX)

@@ -19,8 +19,12 @@ out=${3:-}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 # Xen and the kernel, plus what ftsync's binaries and tests need at run time
-# (libxxhash0 for libftsync, iproute2 for tc's plug qdisc).
-pkgs="xen-utils-4.17 xen-hypervisor-4.17-amd64 linux-image-amd64 libxxhash0 iproute2"
+# (libxxhash0 for libftsync, iproute2 for tc's plug qdisc), and for HVM
+# guests the qemu-xen device model (qemu-system-xen: libxl runs
+# /usr/libexec/xen-qemu-system-i386), the SeaBIOS image libxl hands to
+# hvmloader as a module (seabios: /usr/share/seabios/bios-256k.bin; Debian's
+# hvmloader does not embed it) and socat to talk QMP over qemu's unix socket.
+pkgs="xen-utils-4.17 xen-hypervisor-4.17-amd64 linux-image-amd64 libxxhash0 iproute2 qemu-system-xen seabios socat"
 # Kernel modules the dom0 keeps (with their dependencies): the Xen control
 # devices, the backends, the domU's network driver (xen-netfront, copied
 # into the test domU's initramfs), and what ftsync's network buffering needs.
@@ -90,6 +94,38 @@ if [ "$(cat "$cache/base.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -s "$cache/do
          "$stage"/usr/lib/udev/hwdb.bin "$stage"/usr/lib/udev/hwdb.d "$stage"/etc/udev/hwdb.bin \
          "$stage"/usr/bin/perl* "$stage"/usr/lib/x86_64-linux-gnu/perl* "$stage"/usr/share/perl* \
          "$stage"/usr/lib/x86_64-linux-gnu/gconv "$stage"/usr/share/zoneinfo
+  # The HVM device model (qemu-xen, x86 only, no display): keep the x86
+  # firmware qemu loads itself (linuxboot for -kernel, kvmvapic, multiboot,
+  # pvh, sgabios), the en-us keymap, SeaBIOS (bios-256k.bin goes to
+  # hvmloader) with the standard/cirrus VGA BIOS, and the option ROMs of the
+  # rtl8139 (xl's default HVM NIC) and e1000. Firmware of other machines,
+  # iso-codes (pulled in by GStreamer, a dependency of spice), GStreamer's
+  # plugins and helpers, socat's filan/procan are not needed.
+  if [ -d "$stage/usr/share/qemu" ]; then
+    find "$stage/usr/share/qemu" -mindepth 1 -maxdepth 1 ! -name keymaps ! -name kvmvapic.bin \
+      ! -name 'linuxboot*.bin' ! -name 'multiboot*.bin' ! -name pvh.bin ! -name sgabios.bin -exec rm -rf {} +
+    find "$stage/usr/share/qemu/keymaps" -mindepth 1 ! -name en-us -delete 2>/dev/null || true
+    find "$stage/usr/share/seabios" -mindepth 1 ! -name 'bios-256k.bin' ! -name bios.bin \
+      ! -name vgabios-stdvga.bin ! -name vgabios-cirrus.bin ! -name vgabios.bin -delete 2>/dev/null || true
+    find "$stage/usr/lib/ipxe" -name '*.rom' ! -name '*rtl8139*' ! -name '*e1000.rom' ! -name '*82540*' -delete 2>/dev/null || true
+    rm -rf "$stage"/usr/share/iso-codes "$stage"/usr/share/xml/iso-codes "$stage"/usr/share/icons \
+           "$stage"/usr/share/applications "$stage"/usr/share/gst-plugins-base \
+           "$stage"/usr/lib/x86_64-linux-gnu/gstreamer1.0 "$stage"/usr/lib/x86_64-linux-gnu/gstreamer-1.0 \
+           "$stage"/usr/bin/filan "$stage"/usr/bin/procan
+    # Libraries these packages brought only for others (GStreamer's video,
+    # audio, rtsp..., gio, orc's tests, unwind's ptrace/coredump): removed
+    # unless qemu or socat link them (their ldd closure in the stage).
+    needed=$(chroot "$stage" ldd /usr/libexec/xen-qemu-system-i386 /usr/bin/socat |
+             awk '$3 ~ /^\// {print $3}' | while read -r l; do realpath "$stage$l"; done | sort -u)
+    [ -n "$needed" ] || { log "ldd of the device model failed"; exit 1; }
+    lib=$stage/usr/lib/x86_64-linux-gnu
+    cand() { ls -d "$lib"/libgst* "$lib"/libgio-2.0.* "$lib"/libgthread-2.0.* "$lib"/liborc-test-* \
+                   "$lib"/libunwind-* "$lib"/libdw[.-]* 2>/dev/null; }
+    for f in $(cand); do
+      [ -f "$f" ] && [ ! -L "$f" ] && ! echo "$needed" | grep -qxF "$f" && rm -f "$f"
+    done
+    for f in $(cand); do [ -L "$f" ] && [ ! -e "$f" ] && rm -f "$f"; done
+  fi
   # Kernel modules: only keep_mods and their dependencies.
   mods=$stage/lib/modules/$kver
   keep=$(for m in $keep_mods; do chroot "$stage" /sbin/modprobe -S "$kver" --show-depends "$m" || true; done |

@@ -8,7 +8,9 @@
 #   where ftsync was built: its ftd, tools and libftsync go to /inject/bin and
 #   /inject/lib in dom0 when present.
 # Env: XEN_TEST_TIMEOUT, XEN_TEST_LOG (see boot-xen.sh); XEN_TEST_KEEP=1 keeps
-# the inject directory.
+# the inject directory; XEN_TEST_SUITES names the in-dom0 suites to run, in
+# order (default: probe replication xl-ftsync hvm-probe; hvm-replication,
+# the replication test on an HVM domU, runs only when named: see README).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-${XEN_CACHE:-/var/cache/ftsync/xen}}
@@ -31,17 +33,37 @@ inject=$(mktemp -d /tmp/ftsync-xen-inject.XXXXXX)
 install -m 755 "$here/probe-in-dom0.sh" "$inject/probe-in-dom0.sh"
 install -m 755 "$here/replication-in-dom0.sh" "$inject/replication-in-dom0.sh"
 install -m 755 "$here/xl-ftsync-in-dom0.sh" "$inject/xl-ftsync-in-dom0.sh"
+install -m 755 "$here/hvm-probe-in-dom0.sh" "$inject/hvm-probe-in-dom0.sh"
+install -m 644 "$here/domu-hvm.cfg" "$inject/domu-hvm.cfg"
+install -m 644 "$here/domu-hvm-replication.cfg" "$inject/domu-hvm-replication.cfg"
 # The in-dom0 entry: the environment probe, the replication test (which
 # skips itself when xen_replication_test was not built), then xl-ftsync with
-# ftd's Xen guest and network buffer; status = sum.
+# ftd's Xen guest and network buffer, then the HVM guest with the qemu-xen
+# device model and its QMP checkpoint commands; on request the replication
+# test again on an HVM domU (device model state in every checkpoint,
+# failover through xl restore with a new qemu-xen); status = sum.
+default_suites="probe replication xl-ftsync hvm-probe"
 cat >"$inject/run-in-dom0.sh" <<'RUN'
 #!/bin/sh
 cd /inject || exit 126
-./probe-in-dom0.sh; a=$?
-./replication-in-dom0.sh; b=$?
-./xl-ftsync-in-dom0.sh; c=$?
-exit $((a + b + c))
+suites=$(cat /inject/suites)
+rc=0
+for t in $suites; do
+  case $t in
+    probe) ./probe-in-dom0.sh ;;
+    replication) ./replication-in-dom0.sh ;;
+    xl-ftsync) ./xl-ftsync-in-dom0.sh ;;
+    hvm-probe) ./hvm-probe-in-dom0.sh ;;
+    hvm-replication)
+      echo "     --- the replication test on an HVM domU (domu-hvm-replication.cfg)"
+      FTSYNC_XEN_CFG=/inject/domu-hvm-replication.cfg FTSYNC_XEN_BOOT_S=400 ./replication-in-dom0.sh ;;
+    *) echo "FAIL run-in-dom0: unknown suite '$t'"; false ;;
+  esac
+  rc=$((rc + $?))
+done
+exit $rc
 RUN
+echo "${XEN_TEST_SUITES:-$default_suites}" >"$inject/suites"
 chmod 755 "$inject/run-in-dom0.sh"
 install -m 644 "$here/domu-probe.cfg" "$inject/domu-probe.cfg"
 mkdir -p "$inject/bin" "$inject/lib"

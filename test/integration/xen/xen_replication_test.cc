@@ -178,8 +178,12 @@ int main(int argc, char** argv) {
         "layout: the populated frames are the domain's pages, within [0, max_gpfn]",
         std::to_string(dom->FrameCount()) + " frames, nr_pages " + std::to_string(dom->nr_pages()));
 
-  // A second handle to hold the domain paused around the final epoch.
-  auto holder = XenDomain::Open(domid, xopt);
+  // A second handle to hold the domain paused around the final epoch (its
+  // vCPUs only: an HVM domain's device model is driven by the replicating
+  // handle, and QEMU serves one QMP client at a time).
+  XenDomainOptions hopt = xopt;
+  hopt.drive_device_model = false;
+  auto holder = XenDomain::Open(domid, hopt);
   Check(holder.ok(), "second XenDomain handle", holder.ok() ? "" : holder.status().ToString());
   if (!holder.ok()) return Finish();
 
@@ -523,7 +527,7 @@ int main(int argc, char** argv) {
     auto s2 = dom->SaveState();
     Status r = dom->Resume();
     Check(p.ok() && s1.ok() && !s1->empty(), "SaveState (xc_domain_hvm_getcontext)",
-          s1.ok() ? "" : s1.status().ToString());
+          !p.ok() ? p.ToString() : s1.ok() ? "" : s1.status().ToString());
     if (s1.ok()) std::printf("     HVM context blob %zu bytes\n", s1->size());
     Check(rs.ok() && r.ok(), "RestoreState of the same blob (xc_domain_hvm_setcontext)",
           rs.ToString());
