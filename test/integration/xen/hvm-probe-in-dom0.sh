@@ -14,12 +14,14 @@
 # removes it. QMP latencies come from socat -v's timestamps of request and
 # response. Lines "ok   hvm: ..." / "FAIL hvm: ...", a summary line
 # "hvm: N passed, M failed"; exit status = number of failures.
-# Env: HVM_BOOT_TIMEOUT (seconds for DOMU-UP, default 300).
+# Env: HVM_BOOT_TIMEOUT (seconds for DOMU-UP, default 300), HVM_TIMEOUT
+# (the whole suite, default 480: then a watchdog reports the step it hung in).
 cd /inject || exit 126
 trap '' PIPE  # a QMP session that died must fail a check, not kill the script
 passed=0; failed=0
-ok()  { echo "ok   hvm: $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL hvm: $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/     /'; failed=$((failed + 1)); }
+ok()  { echo "ok   hvm: $1"; passed=$((passed + 1)); echo "$passed $failed" >/tmp/hvm-counts; }
+bad() { echo "FAIL hvm: $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/     /'; failed=$((failed + 1))
+        echo "$passed $failed" >/tmp/hvm-counts; }
 say() { echo "     $*"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
@@ -30,10 +32,43 @@ qdir=/tmp/hvm-qmp
 reader=; qmppid=; domid=
 t_all=$(now)
 
+# What the device model and xl are doing, when an xl command hung.
+dm_diag() {
+  domid=${domid:-$(xl domid $name 2>/dev/null)}
+  dmpid=${dmpid:-$(xenstore-read /local/domain/$domid/image/device-model-pid 2>/dev/null)}
+  say "device model $dmpid: $(grep State /proc/$dmpid/status 2>&1), wchan $(cat /proc/$dmpid/wchan 2>&1)," \
+      "xenstore state '$(xenstore-read /local/domain/0/device-model/$domid/state 2>&1)'"
+  tail -5 /var/log/xen/qemu-dm-$name.log 2>/dev/null | sed 's/^/     q /'
+  for p in $(busybox pidof xl); do
+    say "xl $p: $(tr '\0' ' ' </proc/$p/cmdline) $(grep State /proc/$p/status) wchan $(cat /proc/$p/wchan 2>&1)"
+    head -6 /proc/$p/stack 2>/dev/null | sed 's/^/       s /'
+  done
+  for t in /proc/$dmpid/task/*; do printf '%s ' "$(cat $t/comm):$(cat $t/wchan)"; done 2>/dev/null | sed 's/^/     dm threads: /'; echo
+  xl list 2>&1 | sed 's/^/     /'
+  tail -5 /var/log/xen/xl-$name.log 2>/dev/null | sed 's/^/     l /'
+}
+
+# The suite bounds itself (HVM_TIMEOUT, default 480 s): on expiry a
+# watchdog reports the step it hung in and what xl and qemu were doing.
+step() { echo "$(since "$t_all") s: $*" >/tmp/hvm-step; }
+watchdog() {
+  sleep "${HVM_TIMEOUT:-480}"
+  echo "FAIL hvm: suite timed out after ${HVM_TIMEOUT:-480} s, in step $(cat /tmp/hvm-step)"
+  dm_diag
+  read -r p f </tmp/hvm-counts
+  echo "hvm: $p passed, $((f + 1)) failed (timed out)"
+  kids=$(descendants "$1"); kill -9 "$1" $kids 2>/dev/null
+}
+descendants() {
+  for c in $(awk -v pp="$1" '$4 == pp {print $1}' /proc/[0-9]*/stat 2>/dev/null); do descendants "$c"; echo "$c"; done
+}
+
 finish() {
+  [ -n "${wdpid:-}" ] && kill "$wdpid" 2>/dev/null
   [ -n "$qmppid" ] && qmp_close
+  step destroy
   if xl list $name >/dev/null 2>&1; then
-    out=$(timeout 120 xl destroy $name 2>&1)
+    out=$(timeout -k 5 120 xl destroy $name 2>&1)
     if [ $? -eq 0 ] && ! xl list $name >/dev/null 2>&1; then ok "xl destroy"; else bad "xl destroy" "$out"; fi
   fi
   [ -n "$reader" ] && kill "$reader" 2>/dev/null
@@ -41,6 +76,10 @@ finish() {
   echo "hvm: $passed passed, $failed failed ($(since "$t_all") s)"
   exit $failed
 }
+
+echo "0 0" >/tmp/hvm-counts; step start
+watchdog $$ &
+wdpid=$!
 
 # --- 1. What an HVM guest needs in dom0.
 dm=/usr/libexec/xen-qemu-system-i386
@@ -96,7 +135,8 @@ fi
 xl destroy $name >/dev/null 2>&1
 rm -f /var/log/xen/console/guest-$name.log "$serial"
 t0=$(now)
-out=$(xl create -p $cfg "ramdisk=\"$ramdisk\"" 2>&1)
+step "xl create -p"
+out=$(timeout -k 5 180 xl create -p $cfg "ramdisk=\"$ramdisk\"" 2>&1)
 if [ $? -ne 0 ]; then
   bad "xl create -p (HVM, qemu-xen)" "$out"
   tail -30 /var/log/xen/qemu-dm-$name.log 2>/dev/null | sed 's/^/     | /'
@@ -104,6 +144,7 @@ if [ $? -ne 0 ]; then
 fi
 domid=$(xl domid $name 2>/dev/null)
 ok "xl create -p (HVM, qemu-xen, 128 MB) domain $domid in $(since "$t0") s"
+say "device model state in xenstore: '$(xenstore-read /local/domain/0/device-model/$domid/state 2>&1)'"
 dmpid=$(xenstore-read /local/domain/$domid/image/device-model-pid 2>/dev/null)
 if [ -n "$dmpid" ] && [ -r /proc/$dmpid/cmdline ]; then
   say "device model pid $dmpid: $(tr '\0' ' ' </proc/$dmpid/cmdline)"
@@ -112,13 +153,16 @@ fi
 tty=$(xenstore-read /local/domain/$domid/serial/0/tty 2>/dev/null)
 if [ -c "$tty" ]; then ok "serial pty from xenstore serial/0/tty: $tty"
 else bad "serial pty from xenstore serial/0/tty" "'$tty'"; finish; fi
+step "socat on $tty"
 socat -u "OPEN:$tty,rawer" "OPEN:$serial,creat,append" 2>/tmp/hvm-serial.err &
 reader=$!
 sleep 1
 kill -0 $reader 2>/dev/null || { bad "socat reads $tty" "$(cat /tmp/hvm-serial.err)"; reader=; finish; }
 t0=$(now)
-xl unpause $name || { bad "xl unpause"; finish; }
+step "first xl unpause"
+if ! out=$(timeout -k 5 90 xl unpause $name 2>&1); then bad "xl unpause after $(since "$t0") s" "$out"; dm_diag; finish; fi
 
+step "waiting for the guest's DOMU-UP"
 limit=${HVM_BOOT_TIMEOUT:-300}
 # Where the boot time goes: when each milestone first shows on the serial
 # port (SeaBIOS's banner, its jump to qemu's linuxboot ROM, /init), +-1 s.
@@ -129,9 +173,9 @@ while [ $i -lt "$limit" ]; do
     grep -a -q -F "$m" "$serial" 2>/dev/null && { seen="$seen|$m"; miles="$miles, '$m' $(since "$t0") s"; }
   done
   if grep -a -q '^COUNT 2' "$serial" 2>/dev/null; then up=1; break; fi
-  state=$(xl list $name 2>/dev/null | awk 'NR==2 {print $5}')
+  state=$(timeout -k 5 30 xl list $name 2>/dev/null | awk 'NR==2 {print $5}')
   case "$state" in *c*|*s*|"") break ;; esac
-  sleep 1; i=$((i + 1))
+  sleep 1; i=$(since "$t0"); i=${i%.*}
 done
 boot=$(since "$t0")
 if [ -n "$up" ]; then ok "HVM domU $domid: $(grep -a -o -m1 'DOMU-UP.*' "$serial" | tr -d '\r') and counting on ttyS0, ${boot} s after unpause"
@@ -152,6 +196,7 @@ state=$(xl list $name 2>/dev/null | awk 'NR==2 {print $5}')
 case "$state" in ""|*c*|*s*|*d*) bad "domU is running" "state '$state'" ;; *) ok "xl list: domU is running (state $state)" ;; esac
 xl list | sed 's/^/     /'
 
+step network
 # --- 4. The vif: the guest's pings reach dom0, dom0's are answered.
 vif=vif$domid.0
 if grep -a -q 'DOMU-UP.*eth0=' "$serial"; then
@@ -208,6 +253,7 @@ latencies() {
     dir == "<" && pending && /"(return|error)"/ { printf "       %-26s %8.1f ms\n", cmd, (ts - start) * 1000; pending = 0 }'
 }
 
+step "QMP session 1"
 if qmp_open 1; then ok "QMP session: greeting $(echo "$greet" | cut -c1-90)..., qmp_capabilities"
 else bad "QMP session (greeting, qmp_capabilities)" "greeting '$greet', response '${resp:-}'"; finish; fi
 qmp_cmd '{"execute":"query-status"}' && echo "$resp" | grep -q '"status": "running"' &&
@@ -220,7 +266,8 @@ qmp_cmd '{"execute":"query-status"}' && echo "$resp" | grep -q '"status": "runni
 c1=$(grep -a '^COUNT' "$serial" | tail -1 | tr -d '\r')
 dmfile=/var/lib/xen/ftsync-dm-$domid
 rm -f $dmfile
-tp=$(now); xl pause $name && ok "xl pause in $(since "$tp") s" || bad "xl pause"
+step "device-model checkpoint"
+tp=$(now); timeout -k 5 90 xl pause $name && ok "xl pause in $(since "$tp") s" || bad "xl pause"
 qmp_cmd '{"execute":"stop"}' && echo "$resp" | grep -q '"return"' && ok "QMP stop" || bad "QMP stop" "$resp"
 qmp_cmd '{"execute":"query-status"}' && echo "$resp" | grep -q '"status": "paused"' && ok "query-status after stop: paused" || bad "query-status after stop" "$resp"
 if qmp_cmd "{\"execute\":\"xen-save-devices-state\",\"arguments\":{\"filename\":\"$dmfile\",\"live\":false}}" 60 &&
@@ -232,7 +279,9 @@ else bad "xen-save-devices-state (live=false)" "$resp; $(ls -l $dmfile 2>&1)"; f
 qmp_cmd '{"execute":"cont"}' && echo "$resp" | grep -q '"return"' && ok "QMP cont" || bad "QMP cont" "$resp"
 qmp_cmd '{"execute":"query-status"}' && echo "$resp" | grep -q '"status": "running"' && ok "query-status after cont: running" || bad "query-status after cont" "$resp"
 qmp_close
-tp=$(now); out=$(xl unpause $name 2>&1) && ok "xl unpause in $(since "$tp") s" || bad "xl unpause" "$out"
+tp=$(now); out=$(timeout -k 5 90 xl unpause $name 2>&1) && ok "xl unpause in $(since "$tp") s" ||
+  { bad "xl unpause after $(since "$tp") s" "$out"; dm_diag; }
+step "QMP session 2"
 if qmp_open 2; then
   qmp_cmd '{"execute":"xen-set-global-dirty-log","arguments":{"enable":true}}' && echo "$resp" | grep -q '"return"' &&
     ok "xen-set-global-dirty-log enable=true" || bad "xen-set-global-dirty-log enable=true" "$resp"
@@ -244,6 +293,7 @@ else bad "second QMP session" "greeting '$greet', response '${resp:-}'"; fi
 say "QMP latencies (request written -> response read, from socat -v):"
 latencies 1; latencies 2
 
+step "counting after the checkpoint"
 # --- 7. The guest counts on after the checkpoint.
 w=0; c2=
 while [ $w -lt 60 ]; do
@@ -268,7 +318,7 @@ if [ -n "${HVM_TRY_LOAD:-}" ] && [ -s "$dmfile" ] && qmp_open 3; then
   qmp_close
   if kill -0 "$dmpid" 2>/dev/null; then echo "info hvm: device model $dmpid still alive"; else echo "info hvm: device model $dmpid is gone"; fi
   tail -8 /var/log/xen/qemu-dm-$name.log 2>/dev/null | sed 's/^/     q /'
-  timeout 30 xl unpause $name; sleep 3
+  timeout -k 5 30 xl unpause $name; sleep 3
   echo "info hvm: console after: $(grep -a '^COUNT' "$serial" | tail -1 | tr -d '\r') (was $c2)"
 fi
 

@@ -52,7 +52,23 @@ for t in $suites; do
   case $t in
     probe) ./probe-in-dom0.sh ;;
     replication) ./replication-in-dom0.sh ;;
-    xl-ftsync) ./xl-ftsync-in-dom0.sh ;;
+    xl-ftsync)
+      # The known nested-TCG failure (README, "Reliability"): a protected
+      # domU can triple-fault, most often in its first seconds of
+      # protection. Only then, and once, the suite reruns on fresh domains;
+      # any other failure, or a second triple fault, fails it.
+      xl dmesg -c >/dev/null  # from here on, Xen's log is this suite's
+      ./xl-ftsync-in-dom0.sh
+      st=$?
+      tf=$(xl dmesg | grep -c 'Triple fault')
+      if [ $st -ne 0 ] && [ "$tf" -gt 0 ]; then
+        echo "KNOWN-ISSUE xl-ftsync: $tf domU triple fault(s) under nested TCG during the suite:"
+        xl dmesg | grep 'Triple fault' | sed 's/^/     /'
+        echo "KNOWN-ISSUE xl-ftsync: rerunning the suite once"
+        ./xl-ftsync-in-dom0.sh
+      else
+        [ $st -eq 0 ]
+      fi ;;
     hvm-probe) ./hvm-probe-in-dom0.sh ;;
     hvm-replication)
       echo "     --- the replication test on an HVM domU (domu-hvm-replication.cfg)"

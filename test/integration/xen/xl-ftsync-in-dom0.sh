@@ -25,6 +25,13 @@ finish() {
   sleep 1
   for d in ftsync-xl ftsync-xl-disk; do xl destroy $d >/dev/null 2>&1; done
   for p in $(busybox ps 2>/dev/null | awk '/inject\/bin\/ftd (primary|backup)/ && !/awk/ {print $1}'); do kill -9 "$p" 2>/dev/null; done
+  # What the hypervisor said about the test's domains (a guest crash, a
+  # triple fault), and the domU's kernel messages (its console without the
+  # counter's lines): a failure is read from these.
+  xl dmesg 2>/dev/null | grep -i -E 'triple|crash|d[0-9]+v[0-9]+ ' | tail -5 | sed 's/^/     xl dmesg: /'
+  for f in /tmp/console-*.log "$log"; do
+    [ -f "$f" ] && tr -d '\r' <"$f" | grep -v -E '^COUNT [0-9]+$' | tail -12 | sed "s|^|     domU console ${f##*/}: |"
+  done
   echo "xl-ftsync in dom0: $pass passed, $fail failed, $skip skipped"
   exit $fail
 }
@@ -51,6 +58,7 @@ if [ ! -f "$kmod" ]; then
   finish
 fi
 ov=/tmp/domu-overlay; rm -rf $ov; mkdir -p $ov
+rm -f /tmp/console-*.log
 cp "$kmod" $ov/xen-netfront.ko
 cat >$ov/init <<'INIT'
 #!/bin/sh
@@ -74,16 +82,17 @@ name = "$name"
 type = "pvh"
 kernel = "/boot/vmlinuz"
 ramdisk = "/tmp/domu-net.gz"
-extra = "console=hvc0 rdinit=/init quiet"
+extra = "console=hvc0 rdinit=/init loglevel=5"
 memory = 128
 vcpus = 1
 vif = ['bridge=xenbr0,mac=00:16:3e:5e:00:01']
 on_crash = "preserve"
+on_reboot = "destroy"
 CFG
 log=/var/log/xen/console/guest-$name.log
 create_domu() {
   xl destroy $name >/dev/null 2>&1
-  rm -f $log
+  [ -f $log ] && mv $log /tmp/console-$(date +%s).log  # xenconsoled appends per name
   out=$(xl create /tmp/$name.cfg 2>&1) || { echo "     xl create: $out"; return 1; }
   i=0
   while [ $i -lt 120 ] && ! grep -q DOMU-UP $log 2>/dev/null; do sleep 1; i=$((i + 1)); done
@@ -121,6 +130,7 @@ cat >/tmp/hook.sh <<'HOOK'
 echo "$1 $vifname $IFB $FTSYNC_DOMAIN" >>/tmp/hook.log
 HOOK
 chmod 755 /tmp/hook.sh; rm -f /tmp/hook.log /tmp/fakessh.hosts
+rm -rf /tmp/ftsync-replica  # a rerun starts from an empty replica
 # Heartbeats of 1 s x 10: the backup may be stopped for a few seconds
 # without the primary giving it up (which would release the buffer).
 # Epochs of 1 s: a cooperative checkpoint costs 250-450 ms nested under TCG,
