@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
 #include <thread>
 
 #include "ftsync/qemu.h"
@@ -28,6 +31,7 @@ XenDeviceModel::XenDeviceModel(DeviceModelOptions options) : options_(std::move(
 XenDeviceModel::~XenDeviceModel() {
   // A device model left stopped would hang the guest's I/O.
   if (stopped_) (void)Cont();
+  if (dirty_log_) (void)SetGlobalDirtyLog(false);
 }
 
 Status XenDeviceModel::Connect() {
@@ -69,9 +73,30 @@ Status XenDeviceModel::Run(const std::string& command, const nlohmann::json& arg
   return Status::OK();
 }
 
+namespace {
+// Handles in this process holding QEMU's global dirty log, per QMP socket.
+std::mutex g_dirty_mu;
+std::map<std::string, int>& DirtyLogHolders() {
+  static std::map<std::string, int> holders;
+  return holders;
+}
+}  // namespace
+
 Status XenDeviceModel::SetGlobalDirtyLog(bool enable) {
-  Status s = Run("xen-set-global-dirty-log", nlohmann::json{{"enable", enable}});
-  if (!stopped_) Disconnect();
+  if (enable == dirty_log_) return Status::OK();
+  std::lock_guard<std::mutex> l(g_dirty_mu);
+  int& holders = DirtyLogHolders()[options_.qmp_path];
+  Status s;
+  if ((enable && holders == 0) || (!enable && holders == 1)) {
+    s = Run("xen-set-global-dirty-log", nlohmann::json{{"enable", enable}});
+    if (!stopped_) Disconnect();
+  }
+  // A failed stop still gives up this handle's share: QEMU may be gone.
+  if (s.ok() || !enable) {
+    holders += enable ? 1 : -1;
+    dirty_log_ = enable;
+  }
+  if (holders == 0) DirtyLogHolders().erase(options_.qmp_path);
   return s;
 }
 

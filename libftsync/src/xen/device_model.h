@@ -64,7 +64,12 @@ class XenDeviceModel {
   XenDeviceModel(const XenDeviceModel&) = delete;
   XenDeviceModel& operator=(const XenDeviceModel&) = delete;
 
-  // xen-set-global-dirty-log; then disconnects. Errors: kNotFound when
+  // xen-set-global-dirty-log; then disconnects. QEMU keeps one flag, not
+  // a count, and aborts on a stop while the flag is clear (QEMU 7.2:
+  // memory_global_dirty_log_do_stop's assertion); so in one process the
+  // handles on a socket share it: the first enable sends it, the last
+  // disable of a handle that enabled sends the stop, and a disable of a
+  // handle that never enabled sends nothing (OK). Errors: kNotFound when
   // nothing listens on qmp_path (no device model: not an HVM domain, or
   // it exited; a refused connection is retried within timeout_ms while the
   // socket file exists, since QEMU refuses one while it serves another
@@ -83,6 +88,7 @@ class XenDeviceModel {
   Status Cont();
 
   bool stopped() const { return stopped_; }
+  bool dirty_log() const { return dirty_log_; }
   const DeviceModelOptions& options() const { return options_; }
 
  private:
@@ -93,6 +99,7 @@ class XenDeviceModel {
   DeviceModelOptions options_;
   std::unique_ptr<QmpClient> qmp_;
   bool stopped_ = false;
+  bool dirty_log_ = false;  // this handle holds a share of QEMU's dirty log
 };
 
 }  // namespace ftsync::xen

@@ -37,6 +37,11 @@ run_once() {
   "$bin" "$domid" "${FTSYNC_XEN_EPOCHS:-10}" "${FTSYNC_XEN_INTERVAL_MS:-200}" /tmp/ftsync-xen-replica \
     "$log" "$cfg"
   rc=$?
+  # An HVM domU's device model (qemu-xen) logs why it exited or refused.
+  if [ $rc -ne 0 ] && [ -f /var/log/xen/qemu-dm-$name.log ]; then
+    echo "     qemu-dm-$name.log tail:"; tail -12 /var/log/xen/qemu-dm-$name.log | sed 's/^/     | /'
+    for p in $(busybox pidof xen-qemu-system-i386 2>/dev/null); do echo "     device model pid $p alive: $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-160)"; done
+  fi
   for d in $name ftsync-restored; do
     state=$(xl list $d 2>/dev/null | awk 'NR==2 {print $5}')
     [ -n "$state" ] && echo "     $d state after the test: $state; console tail: $(tail -1 /var/log/xen/console/guest-$d.log | tr -d '\r')"
