@@ -558,6 +558,9 @@ int main(int argc, char** argv) {
   XenDomainOptions copt_x;
   copt_x.suspend = XenSuspend::kCooperative;
   copt_x.calibrate_rounds = 2;
+  // An HVM guest's suspend also freezes its emulated devices: 2-6.5 s per
+  // suspend nested under TCG on a busy host (a PVH guest: 30-180 ms).
+  copt_x.suspend_timeout_ms = 30000;
   auto cdom = XenDomain::Open(domid, copt_x);
   Check(crep.ok() && cdom.ok(), "XenDomain::Open(kCooperative)",
         cdom.ok() ? (crep.ok() ? "" : crep.status().ToString()) : cdom.status().ToString());
