@@ -103,6 +103,9 @@ const std::vector<OptionDef>& Defs() {
              &Options::xen_suspend),
       IntOpt("xen-calibrate", "xen: rounds that find frames Xen writes without logging them (0..10)",
              &Options::xen_calibrate, 0, 10),
+      IntOpt("xen-suspend-timeout", "xen: milliseconds a guest may take to suspend cooperatively "
+             "(1000..120000); then the checkpoint fails",
+             &Options::xen_suspend_timeout_ms, 1000, 120000),
       StrOpt("xen-config", "FILE", "xen: backup: xl configuration for the domain restored at takeover",
              &Options::xen_config),
       StrOpt("net-hook", "SCRIPT",
@@ -129,6 +132,10 @@ const std::vector<OptionDef>& Defs() {
              &Options::speculation),
       IntOpt("speculation-ticks", "speculation: ticks per epoch (2..100); ticks-1 speculative sends per epoch",
              &Options::speculation_ticks, 2, 100),
+      IntOpt("precopy-rounds",
+             "primary: live rounds of the first epoch after its full pass, each resending what the guest "
+             "wrote meanwhile (0..10); 0 sends the rest at the first pause",
+             &Options::precopy_rounds, 0, 10),
       FlagOpt("blackhole",
               "primary: checkpoints go to /dev/null and are acknowledged at once (no backup, no failover; "
               "for measurement and debugging)",

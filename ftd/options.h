@@ -47,6 +47,7 @@ struct Options {
   std::string domain;                      // primary: NAME or DOMID to protect; backup: name when restored
   std::string xen_suspend = "cooperative"; // cooperative (restorable) | pause
   int xen_calibrate = 2;                   // rounds of XenDomain::CalibrateUntrackedWrites
+  int xen_suspend_timeout_ms = 10000;      // XenDomainOptions::suspend_timeout_ms
   std::string xen_config;                  // backup: xl config for the restored domain
   std::string net_hook;                    // primary: extra script at the network buffer's setup/teardown
   // Stream.
@@ -58,6 +59,7 @@ struct Options {
   bool no_compression = false;             // -u: same as --compression none
   std::string speculation = "history";     // off|eager|history|fill
   int speculation_ticks = 10;              // Speculate() ticks per epoch + 1
+  int precopy_rounds = 3;                  // live pre-copy rounds of epoch 0
   bool blackhole = false;                  // primary: checkpoints to /dev/null, acknowledged at once
   // Backup side.
   std::string replica_dir = "/var/lib/ftsync/replica";

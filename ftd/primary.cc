@@ -107,7 +107,8 @@ class Primary : public Role {
     if (cp_) {
       ftsync::CheckpointerStats st = cp_->stats();
       s << ",\"epochs_sent\":" << st.epochs_sent << ",\"epochs_acked\":" << st.epochs_acked
-        << ",\"in_flight\":" << st.in_flight << ",\"total_bytes_wire\":" << st.total_bytes_wire
+        << ",\"in_flight\":" << st.in_flight << ",\"precopy_rounds\":" << st.precopy_rounds
+        << ",\"total_bytes_wire\":" << st.total_bytes_wire
         << ",\"total_dirty_pages\":" << st.total_dirty_pages << ",\"last\":{\"epoch\":" << st.last.epoch
         << ",\"dirty_pages\":" << st.last.dirty_pages << ",\"bytes_wire\":" << st.last.bytes_wire
         << ",\"paused_us\":" << st.last.paused_us << ",\"harvest_us\":" << st.last.harvest_us
@@ -341,6 +342,7 @@ class Primary : public Role {
     co.compression_level = o_.compression_level;
     co.speculation = ValueOr(ftsync::ParseSpeculation(o_.speculation), co.speculation);
     co.speculation_ticks = static_cast<uint32_t>(o_.speculation_ticks);
+    co.precopy_rounds = static_cast<uint32_t>(o_.precopy_rounds);
     return co;
   }
 

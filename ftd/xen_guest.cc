@@ -84,6 +84,7 @@ class XenGuest : public Guest {
     live_ = std::make_unique<Liveness>(domid_);
     ftsync::XenDomainOptions xo;
     xo.calibrate_rounds = o_.xen_calibrate;
+    xo.suspend_timeout_ms = o_.xen_suspend_timeout_ms;
     xo.suspend = o_.xen_suspend == "pause" ? ftsync::XenSuspend::kPause : ftsync::XenSuspend::kCooperative;
     if (o_.xen_suspend == "pause")
       ctx_.log->Warn("--xen-suspend pause: checkpoints pause the domain; the backup cannot restore such a replica");

@@ -162,7 +162,7 @@ kill -9 $ppid_ $bpid 2>/dev/null; wait 2>/dev/null
 #     wrong one would end the session; epochs must keep flowing.
 rm -rf b.log p.log replica
 start_backup
-start_primary --delta hash --compression zlib --speculation eager --speculation-ticks 4 --interval 40
+start_primary --delta hash --compression zlib --speculation eager --speculation-ticks 4 --interval 40 --precopy-rounds 0
 wait_status b 100 "replica_epoch=[2-9]" >/dev/null
 sleep 1
 json=$(ctl p stats-json)
@@ -170,8 +170,11 @@ check "deltas, compression and speculation run end to end" \
   'ctl p status | grep -q "state=protected.*sessions=1" && echo "$json" | python3 -c "
 import json,sys; d=json.load(sys.stdin); l=d[\"last\"]
 assert d[\"epochs_acked\"] > 5, d
+assert d[\"precopy_rounds\"] == 0, d
 assert l[\"speculative_sends\"] > 0 and l[\"bytes_after_compression\"] > 0, l"' "$json; $(tail -3 p.log)"
 check "primary logs its memory-sync configuration" 'grep -q "delta hash, compression zlib, speculation eager" p.log' "$(head -5 p.log)"
+out=$("$ftd" primary --peer 127.0.0.1:1 --insecure-plaintext --precopy-rounds 11 2>&1); rc=$?
+check "--precopy-rounds out of range is refused" '[ $rc = 2 ] && echo "$out" | grep -q "precopy-rounds"' "$out"
 out=$("$ftd" primary --peer 127.0.0.1:1 --insecure-plaintext --delta bogus 2>&1); rc=$?
 check "a bad --delta value is named" '[ $rc = 2 ] && echo "$out" | grep -q "delta.*bogus"' "$out"
 

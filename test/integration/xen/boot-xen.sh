@@ -7,6 +7,8 @@
 #      XEN_TEST_LOG (serial console log, default CACHE_DIR/console.log),
 #      XEN_CMDLINE_EXTRA (appended to Xen's command line, e.g.
 #      "loglvl=all guest_loglvl=all" when studying a guest crash).
+#      XEN_TCG_THREAD (QEMU's -accel tcg,thread=: multi, the default, or
+#      single; README, "Reliability").
 # Exit: the script's status; 124 on timeout; 125 when dom0 never got ready
 # or /init failed; 126/127 on harness errors. No network: QEMU gets no NIC.
 # CPU flags: -smap (dom0 crashes in create_bounce_frame with SMAP) and
@@ -37,7 +39,7 @@ start=$(date +%s.%N)
 # The script's own timeout is slightly shorter than ours, so a hung test
 # still reports through XEN-TEST-EXIT.
 inner=$(( limit > 120 ? limit - 90 : limit ))
-qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 3072 -cpu max,-smap,-rdtscp \
+qemu-system-x86_64 -accel tcg,thread=${XEN_TCG_THREAD:-multi} -smp 2 -m 3072 -cpu max,-smap,-rdtscp \
   -display none -no-reboot -nodefaults -serial stdio -net none \
   -kernel "$cache/xen-4.17-amd64" \
   -append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 xsave=0 noreboot${XEN_CMDLINE_EXTRA:+ $XEN_CMDLINE_EXTRA}" \

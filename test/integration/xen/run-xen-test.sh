@@ -9,8 +9,8 @@
 #   /inject/lib in dom0 when present.
 # Env: XEN_TEST_TIMEOUT, XEN_TEST_LOG (see boot-xen.sh); XEN_TEST_KEEP=1 keeps
 # the inject directory; XEN_TEST_SUITES names the in-dom0 suites to run, in
-# order (default: probe replication xl-ftsync; the HVM suites hvm-probe and
-# hvm-replication run only when named: see README).
+# order (default: all five, probe replication xl-ftsync hvm-probe
+# hvm-replication; see README).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-${XEN_CACHE:-/var/cache/ftsync/xen}}
@@ -38,11 +38,11 @@ install -m 644 "$here/domu-hvm.cfg" "$inject/domu-hvm.cfg"
 install -m 644 "$here/domu-hvm-replication.cfg" "$inject/domu-hvm-replication.cfg"
 # The in-dom0 entry: the environment probe, the replication test (which
 # skips itself when xen_replication_test was not built), then xl-ftsync with
-# ftd's Xen guest and network buffer; on request the HVM guest with the
-# qemu-xen device model and its QMP checkpoint commands, and the replication
-# test again on an HVM domU (device model state in every checkpoint,
-# failover through xl restore with a new qemu-xen); status = sum.
-default_suites="probe replication xl-ftsync"
+# ftd's Xen guest and network buffer; the HVM guest with the qemu-xen
+# device model and its QMP checkpoint commands, and the replication test
+# again on an HVM domU (device model state in every checkpoint, failover
+# through xl restore with a new qemu-xen); status = failed suites.
+default_suites="probe replication xl-ftsync hvm-probe hvm-replication"
 cat >"$inject/run-in-dom0.sh" <<'RUN'
 #!/bin/sh
 cd /inject || exit 126

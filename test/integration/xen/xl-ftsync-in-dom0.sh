@@ -136,7 +136,10 @@ rm -rf /tmp/ftsync-replica  # a rerun starts from an empty replica
 # Epochs of 1 s: a cooperative checkpoint costs 250-450 ms nested under TCG,
 # so at 200 ms the guest would run only between back-to-back checkpoints
 # and no speculation tick would ever come due.
+# A guest may take seconds to suspend while dom0 is busy under TCG (the
+# restored domU, at its first checkpoint while ftd reads all its memory).
 fa="--ftd-arg --heartbeat --ftd-arg 1000 --ftd-arg --missed-heartbeats --ftd-arg 10"
+fa="$fa --ftd-arg --xen-suspend-timeout --ftd-arg 30000"
 "$XL" --insecure-plaintext -s /tmp/fakessh -i 1000 -N /tmp/hook.sh --replica-dir /tmp/ftsync-replica \
   --xen-config /tmp/$name.cfg $fa $name 127.0.0.1 >/tmp/xl-primary.log 2>&1 &
 xlpid=$!
@@ -147,6 +150,8 @@ wait_st() {
   while [ $i -lt "$1" ]; do
     st | grep -q "$2" && return 0
     [ -n "${xlpid:-}" ] && ! kill -0 "$xlpid" 2>/dev/null && return 1
+    # A domU that triple-faulted never gets there (README, "Reliability").
+    xl dmesg 2>/dev/null | grep -q "d${domid}v[0-9]* Triple fault" && return 1
     sleep 1; i=$(( $(cut -d. -f1 /proc/uptime) - w0 ))
   done
   return 1
