@@ -9,8 +9,8 @@
 #   /inject/lib in dom0 when present.
 # Env: XEN_TEST_TIMEOUT, XEN_TEST_LOG (see boot-xen.sh); XEN_TEST_KEEP=1 keeps
 # the inject directory; XEN_TEST_SUITES names the in-dom0 suites to run, in
-# order (default: all five, probe replication xl-ftsync hvm-probe
-# hvm-replication; see README).
+# order (default: all six, probe replication xl-ftsync hvm-probe
+# hvm-replication hvm-xl-ftsync; see README).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-${XEN_CACHE:-/var/cache/ftsync/xen}}
@@ -41,8 +41,9 @@ install -m 644 "$here/domu-hvm-replication.cfg" "$inject/domu-hvm-replication.cf
 # ftd's Xen guest and network buffer; the HVM guest with the qemu-xen
 # device model and its QMP checkpoint commands, and the replication test
 # again on an HVM domU (device model state in every checkpoint, failover
-# through xl restore with a new qemu-xen); status = failed suites.
-default_suites="probe replication xl-ftsync hvm-probe hvm-replication"
+# through xl restore with a new qemu-xen), and xl-ftsync again on an HVM
+# domU with a vif; status = failed suites.
+default_suites="probe replication xl-ftsync hvm-probe hvm-replication hvm-xl-ftsync"
 cat >"$inject/run-in-dom0.sh" <<'RUN'
 #!/bin/sh
 cd /inject || exit 126
@@ -53,6 +54,7 @@ suite() {
     replication) ./replication-in-dom0.sh ;;
     xl-ftsync) ./xl-ftsync-in-dom0.sh ;;
     hvm-probe) ./hvm-probe-in-dom0.sh ;;
+    hvm-xl-ftsync) FTSYNC_XL_TYPE=hvm ./xl-ftsync-in-dom0.sh ;;
     hvm-replication)
       echo "     --- the replication test on an HVM domU (domu-hvm-replication.cfg)"
       FTSYNC_XEN_CFG=/inject/domu-hvm-replication.cfg FTSYNC_XEN_BOOT_S=400 ./replication-in-dom0.sh ;;

@@ -15,15 +15,22 @@
 # xen-netfront.ko (/inject/xen-netfront.ko or dom0's module tree).
 # Exit status = number of failed checks.
 cd /inject || exit 126
+# FTSYNC_XL_TYPE=hvm runs the same suite on an HVM domU (qemu-xen device
+# model, the same kernel and initramfs; the counter on its PV console hvc0):
+# ftd then also drives the device model at every checkpoint, and the
+# failover's xl restore starts a new one from the replicated device state.
+type=${FTSYNC_XL_TYPE:-pvh}
+case $type in pvh) label=xl-ftsync; name=ftsync-xl ;; hvm) label=xl-ftsync-hvm; name=ftsync-xlh ;;
+  *) echo "FAIL xl-ftsync: FTSYNC_XL_TYPE must be pvh or hvm, not '$type'"; exit 1 ;; esac
 pass=0; fail=0; skip=0
-ok() { echo "ok   xl-ftsync: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL xl-ftsync: $1"; [ -n "${2:-}" ] && echo "     $2"; fail=$((fail + 1)); }
-skipped() { echo "skip xl-ftsync: $1"; skip=$((skip + 1)); }
+ok() { echo "ok   $label: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $label: $1"; [ -n "${2:-}" ] && echo "     $2"; fail=$((fail + 1)); }
+skipped() { echo "skip $label: $1"; skip=$((skip + 1)); }
 check() { if eval "$2"; then ok "$1"; else bad "$1" "${3:-}"; fi; }
 finish() {
   for s in /run/ftsync/*.sock; do [ -S "$s" ] && ftd ctl --control "$s" stop >/dev/null 2>&1; done
   sleep 1
-  for d in ftsync-xl ftsync-xl-disk; do xl destroy $d >/dev/null 2>&1; done
+  xl destroy $name >/dev/null 2>&1
   for p in $(busybox ps 2>/dev/null | awk '/inject\/bin\/ftd (primary|backup)/ && !/awk/ {print $1}'); do kill -9 "$p" 2>/dev/null; done
   # What the hypervisor said about the test's domains (a guest crash, a
   # triple fault), and the domU's kernel messages (its console without the
@@ -32,17 +39,16 @@ finish() {
   for f in /tmp/console-*.log "$log"; do
     [ -f "$f" ] && tr -d '\r' <"$f" | grep -v -E '^COUNT [0-9]+$' | tail -12 | sed "s|^|     domU console ${f##*/}: |"
   done
-  echo "xl-ftsync in dom0: $pass passed, $fail failed, $skip skipped"
+  echo "$label in dom0: $pass passed, $fail failed, $skip skipped"
   exit $fail
 }
 XL=/inject/bin/xl-ftsync
-[ -x "$XL" ] && [ -x /inject/bin/ftd ] || { echo "skip xl-ftsync (xl-ftsync or ftd not injected)"; exit 0; }
-name=ftsync-xl
+[ -x "$XL" ] && [ -x /inject/bin/ftd ] || { echo "skip $label (xl-ftsync or ftd not injected)"; exit 0; }
 t0=$(cut -d. -f1 /proc/uptime)
 el() { echo "$(( $(cut -d. -f1 /proc/uptime) - t0 )) s"; }
 
 # --- dom0 network: netback, the buffer's kernel parts, a bridge.
-for m in xen-netback bridge ifb sch_plug sch_ingress cls_u32 act_mirred; do
+for m in xen-netback bridge ifb sch_plug sch_ingress cls_u32 act_mirred tun; do  # tun: an HVM vif's emulated twin
   modprobe "$m" 2>/dev/null || echo "     modprobe $m failed (built in?)"
 done
 ip link set lo up  # dom0-init leaves loopback down
@@ -77,12 +83,30 @@ INIT
 chmod 755 $ov/init
 (cd $ov && find . | busybox cpio -o -H newc 2>/dev/null | gzip) >/tmp/overlay.cpio.gz
 cat /inject/domu-initrd.gz /tmp/overlay.cpio.gz >/tmp/domu-net.gz
+if [ "$type" = hvm ]; then
+  # As domu-hvm-replication.cfg: no early PCI scan, no replay of missed
+  # ticks (minutes of boot under TCG otherwise); the last console= (hvc0)
+  # is /dev/console, so the counter reaches xenconsoled's log.
+  guest='type = "hvm"
+device_model_version = "qemu-xen"
+extra = "console=ttyS0 console=hvc0 rdinit=/init loglevel=5 pci=noearly"
+serial = "pty"
+vnc = 0
+sdl = 0
+nographic = 1
+vga = "none"
+timer_mode = "one_missed_tick_pending"'
+  boot_s=300
+else
+  guest='type = "pvh"
+extra = "console=hvc0 rdinit=/init loglevel=5"'
+  boot_s=120
+fi
 cat >/tmp/$name.cfg <<CFG
 name = "$name"
-type = "pvh"
+$guest
 kernel = "/boot/vmlinuz"
 ramdisk = "/tmp/domu-net.gz"
-extra = "console=hvc0 rdinit=/init loglevel=5"
 memory = 128
 vcpus = 1
 vif = ['bridge=xenbr0,mac=00:16:3e:5e:00:01']
@@ -93,9 +117,13 @@ log=/var/log/xen/console/guest-$name.log
 create_domu() {
   xl destroy $name >/dev/null 2>&1
   [ -f $log ] && mv $log /tmp/console-$(date +%s).log  # xenconsoled appends per name
-  out=$(xl create /tmp/$name.cfg 2>&1) || { echo "     xl create: $out"; return 1; }
+  out=$(xl create /tmp/$name.cfg 2>&1) || {
+    echo "     xl create: $out"
+    tail -8 /var/log/xen/qemu-dm-$name.log 2>/dev/null | sed 's/^/     qemu-dm: /'
+    return 1
+  }
   i=0
-  while [ $i -lt 120 ] && ! grep -q DOMU-UP $log 2>/dev/null; do sleep 1; i=$((i + 1)); done
+  while [ $i -lt $boot_s ] && ! grep -q DOMU-UP $log 2>/dev/null; do sleep 1; i=$((i + 1)); done
   grep -q DOMU-UP $log 2>/dev/null || { echo "     no DOMU-UP: $(tail -3 $log 2>/dev/null)"; return 1; }
   domid=$(xl domid $name); vif=vif$domid.0
   ifb=ftsb$(cat /sys/class/net/$vif/ifindex 2>/dev/null)
