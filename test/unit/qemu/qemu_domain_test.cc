@@ -26,7 +26,7 @@ std::string StatusOf(QemuDomain* d) {
 TEST_CASE("qemu domain: stop/cont, repeated state saves, frame reads", "[qemu][slow]") {
   FTSYNC_REQUIRE_QEMU_ENV();
   QemuGuest g(/*boot=*/false);
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   QemuDomain& d = *g.domain;
   CHECK(d.PageSize() == 4096);
   CHECK(d.FrameCount() == g.launch.ram_bytes / 4096);
@@ -70,7 +70,7 @@ TEST_CASE("qemu domain: stop/cont, repeated state saves, frame reads", "[qemu][s
 TEST_CASE("qemu domain: Redirty puts frames back into the next fetch", "[qemu][slow]") {
   FTSYNC_REQUIRE_QEMU_ENV();
   QemuGuest g(/*boot=*/false);
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   QemuDomain& d = *g.domain;
   DirtyBitmap bm;
   CHECK(d.FetchAndClearDirty(&bm).code() == Errc::kFailedPrecondition);  // log off
@@ -103,7 +103,7 @@ TEST_CASE("qemu domain: attach to a QEMU by pid, socket and RAM address", "[qemu
   const std::string second = g.dir.Sub("qmp2.sock");
   g.launch.extra_args.insert(g.launch.extra_args.end(),
                              {"-qmp", "unix:" + second + ",server=on,wait=off"});
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   QemuTarget t;
   t.pid = g.process->pid();
   t.qmp_socket = second;
@@ -123,7 +123,7 @@ TEST_CASE("qemu domain: attach to a QEMU by pid, socket and RAM address", "[qemu
 TEST_CASE("qemu domain: the dirty log misses no page the guest writes", "[qemu][slow]") {
   FTSYNC_REQUIRE_QEMU_ENV();
   QemuGuest g(/*boot=*/true);
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   QemuDomain& d = *g.domain;
   REQUIRE(d.EnableDirtyLog().ok());
   DirtyBitmap dirty;
@@ -162,7 +162,7 @@ TEST_CASE("qemu domain: the dirty log misses no page the guest writes", "[qemu][
 TEST_CASE("qemu domain: PeekDirty and RearmDirty on a paused guest", "[qemu][slow]") {
   FTSYNC_REQUIRE_QEMU_ENV();
   QemuGuest g(/*boot=*/false);
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   QemuDomain& d = *g.domain;
   CHECK(d.SupportsPeekDirty());
   CHECK(d.SupportsRearmDirty());
@@ -208,7 +208,7 @@ TEST_CASE("qemu domain: speculative copies (peek, re-arm, read) miss no write",
           "[qemu][slow]") {
   FTSYNC_REQUIRE_QEMU_ENV();
   QemuGuest g(/*boot=*/true);
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   QemuDomain& d = *g.domain;
   REQUIRE(d.EnableDirtyLog().ok());
   DirtyBitmap dirty;
@@ -260,7 +260,7 @@ TEST_CASE("qemu domain: without dirty tracking, no speculation", "[qemu][slow]")
   FTSYNC_REQUIRE_QEMU_ENV();
   QemuGuest g(/*boot=*/false);
   g.launch.dirty_tracking = false;
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   QemuDomain& d = *g.domain;
   CHECK_FALSE(d.SupportsPeekDirty());
   CHECK_FALSE(d.SupportsRearmDirty());

@@ -129,7 +129,7 @@ TEST_CASE("qemu launch: QEMU starts with its RAM registered, and stops with the 
           "[qemu][slow]") {
   FTSYNC_REQUIRE_QEMU_ENV();
   QemuGuest g(/*boot=*/false);
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   const pid_t pid = g.process->pid();
   CHECK(g.process->ram_addr() != 0);
   CHECK_FALSE(g.process->Exited());
@@ -196,7 +196,7 @@ TEST_CASE("qemu launch: without dirty tracking QEMU runs plain", "[qemu][slow]")
   QemuGuest g(/*boot=*/false);
   g.launch.dirty_tracking = false;
   g.launch.preload_library = "/nonexistent";  // not needed
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   CHECK(g.process->ram_addr() == 0);
   Status s = g.domain->EnableDirtyLog();
   CHECK(s.code() == Errc::kFailedPrecondition);

@@ -105,7 +105,7 @@ TEST_CASE("qemu replication: replica equals RAM at an ACKed epoch; a restore run
   FTSYNC_REQUIRE_QEMU_ENV();
   const bool counterd = Env().counterd;
   QemuGuest g(/*boot=*/true);
-  REQUIRE(g.Start().ok());
+  REQUIRE_STARTED(g);
   HoldingDomain dom(g.domain.get());
 
   MemoryPipe fwd, back;

@@ -199,6 +199,14 @@ inline std::string CounterdRequest(int port, const std::string& line, int timeou
   return out;
 }
 
+// REQUIREs that QemuGuest `g` starts, and shows why when it does not.
+#define REQUIRE_STARTED(g)                         \
+  do {                                             \
+    const ::ftsync::Status started_ = (g).Start(); \
+    INFO(started_.ToString());                     \
+    REQUIRE(started_.ok());                        \
+  } while (0)
+
 // One QEMU for a test: files in a temporary directory, RAM in /dev/shm.
 class QemuGuest {
  public:
