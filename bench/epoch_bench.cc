@@ -28,30 +28,12 @@
 #include "ftsync/receiver.h"
 #include "ftsync/replica.h"
 #include "testing/fake_domain.h"
+#include "testing/host_resources.h"
 #include "timing.h"
 
 namespace ftsync::bench {
 namespace {
 
-// A fresh directory under /dev/shm (or /tmp), removed on destruction.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string templ = base + "/ftsync-bench-XXXXXX";
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    if (mkdtemp(buf.data()) != nullptr) path_ = buf.data();
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The backup side: a Receiver on its own thread.
 class Backup {
@@ -113,7 +95,7 @@ Json RunEpochBench(const BenchConfig& config) {
   Json out = Json::Object();
   out.Set("domain_frames", frames).Set("epochs_per_count", config.epochs);
 
-  ScratchDir scratch;
+  testing::ScratchDir scratch("ftsync-bench");
   if (scratch.path().empty()) {
     PrintNote("skipped: cannot create a scratch directory under /dev/shm or /tmp");
     out.Set("skipped", true).Set("reason", "no scratch directory");

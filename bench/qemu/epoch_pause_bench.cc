@@ -65,6 +65,7 @@
 #include "ftsync/qemu.h"
 #include "ftsync/receiver.h"
 #include "ftsync/replica.h"
+#include "testing/host_resources.h"
 
 namespace ftsync::bench {
 namespace {
@@ -120,42 +121,6 @@ std::string ExeDir() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string(".") : p.parent_path().string();
-}
-
-// A fresh directory under /dev/shm, removed on destruction.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string templ = "/dev/shm/ftsync-qemu-bench-XXXXXX";
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    if (mkdtemp(buf.data()) != nullptr) path_ = buf.data();
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-// A loopback TCP port that was free a moment ago.
-int FreeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
 }
 
 void NoDelay(int fd) {
@@ -487,9 +452,9 @@ int Main(int argc, char** argv) {
               u.release);
   PrintSection("1. Pause per epoch: ftsync (stage, resume, send) vs baseline (send while paused)");
 
-  ScratchDir dir;
+  testing::ScratchDir dir("ftsync-qemu-bench", "/dev/shm");
   if (dir.path().empty()) return fail("cannot create a directory under /dev/shm");
-  const int port = FreeLoopbackPort();
+  const int port = testing::FreeLoopbackPort();
   QemuLaunch launch;
   launch.qemu_binary = qemu;
   launch.machine = "pc-q35-7.2";

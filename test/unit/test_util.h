@@ -14,6 +14,7 @@
 
 #include "ftsync/io.h"
 #include "stream/record_writer.h"
+#include "testing/host_resources.h"
 
 namespace ftsync::test {
 
@@ -50,21 +51,10 @@ class BufferSource : public ByteSource {
   size_t chunk_;
 };
 
-class TempDir {
+// A fresh directory under /tmp, removed with its contents at scope end.
+class TempDir : public testing::ScratchDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/ftsync-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : ScratchDir("ftsync-test", "/tmp") {}
 };
 
 // The content of frame `pfn` in stream-builder epoch `epoch`.

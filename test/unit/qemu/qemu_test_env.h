@@ -37,6 +37,7 @@
 #include "ftsync/linux_dirty_tracker.h"
 #include "ftsync/qemu.h"
 #include "test_util.h"
+#include "testing/host_resources.h"
 
 namespace ftsync::test {
 
@@ -161,21 +162,7 @@ inline const QemuTestEnv& Env() {
     }                                                                           \
   } while (0)
 
-// A loopback TCP port that was free a moment ago.
-inline int FreeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
+using testing::FreeLoopbackPort;
 
 // Sends one request line to counterd on 127.0.0.1:port and returns the
 // reply line ("" on failure).
