@@ -9,6 +9,11 @@
 #      "loglvl=all guest_loglvl=all" when studying a guest crash).
 #      XEN_TCG_THREAD (QEMU's -accel tcg,thread=: multi, the default, or
 #      single; README, "Reliability").
+#      XEN_HAP (1: guests use hardware-assisted paging, i.e. the nested
+#      page tables QEMU's TCG emulates; 0, the default: Xen boots with
+#      hap=0 and runs every HVM/PVH guest on shadow page tables, because
+#      under TCG's emulated nested paging guests triple-fault now and then;
+#      README, "Reliability").
 # Exit: the script's status; 124 on timeout; 125 when dom0 never got ready
 # or /init failed; 126/127 on harness errors. No network: QEMU gets no NIC.
 # CPU flags: -smap (dom0 crashes in create_bounce_frame with SMAP) and
@@ -39,10 +44,16 @@ start=$(date +%s.%N)
 # The script's own timeout is slightly shorter than ours, so a hung test
 # still reports through XEN-TEST-EXIT.
 inner=$(( limit > 120 ? limit - 90 : limit ))
+xen_args="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 xsave=0 noreboot"
+case ${XEN_HAP:-0} in
+  0) xen_args="$xen_args hap=0" ;;
+  1) ;;
+  *) echo "boot-xen: XEN_HAP must be 0 or 1, not '$XEN_HAP'" >&2; exit 126 ;;
+esac
 qemu-system-x86_64 -accel tcg,thread=${XEN_TCG_THREAD:-multi} -smp 2 -m 3072 -cpu max,-smap,-rdtscp \
   -display none -no-reboot -nodefaults -serial stdio -net none \
   -kernel "$cache/xen-4.17-amd64" \
-  -append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 xsave=0 noreboot${XEN_CMDLINE_EXTRA:+ $XEN_CMDLINE_EXTRA}" \
+  -append "$xen_args${XEN_CMDLINE_EXTRA:+ $XEN_CMDLINE_EXTRA}" \
   -initrd "$cache/dom0-vmlinuz console=hvc0 earlyprintk=xen ftsync.timeout=$inner,$initrd" \
   </dev/null >"$log" 2>&1 &
 qpid=$!

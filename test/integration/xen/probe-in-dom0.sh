@@ -1,7 +1,9 @@
 #!/bin/sh
 # First in-dom0 test of ftsync's nested-Xen harness: proves the environment
 # the replication tests need. Runs as /inject/run-in-dom0.sh inside dom0.
-# Checks: xl info works and virt_caps offers hvm and hap; xl list shows
+# Checks: xl info works and virt_caps offers hvm, and the guests' paging
+# mode: hap, or shadow when Xen was booted with hap=0 (boot-xen.sh's
+# default, README "Reliability"); xl list shows
 # Domain-0; a PVH domU (domu-probe.cfg) is created, runs, and prints DOMU-UP
 # on its console; xl destroy removes it; tc's plug qdisc works; injected
 # ftsync binaries run. One line per check, then a summary;
@@ -18,7 +20,13 @@ caps=$(echo "$info" | sed -n 's/^virt_caps *: *//p')
 echo "     virt_caps: $caps"
 echo "$info" | grep -E '^(xen_version|xen_caps|nr_cpus|total_memory|free_memory|xen_commandline) ' | sed 's/^/     /'
 case " $caps " in *" hvm "*) ok "virt_caps has hvm" ;; *) bad "virt_caps has hvm" "$caps" ;; esac
-case "$caps" in *hap*) ok "virt_caps has hap" ;; *) bad "virt_caps has hap" "$caps" ;; esac
+cmdline=$(echo "$info" | sed -n 's/^xen_commandline *: *//p')
+case " $cmdline " in
+  *" hap=0 "*)  # HAP turned off: virt_caps must offer shadow paging instead
+    case " $caps " in *" shadow "*) ok "virt_caps has shadow (Xen booted with hap=0)" ;;
+      *) bad "virt_caps has shadow (Xen booted with hap=0)" "$caps" ;; esac ;;
+  *) case " $caps " in *" hap "*) ok "virt_caps has hap" ;; *) bad "virt_caps has hap" "$caps" ;; esac ;;
+esac
 
 if xl list 2>&1 | grep -q '^Domain-0 '; then ok "xl list shows Domain-0"; else bad "xl list shows Domain-0" "$(xl list 2>&1)"; fi
 

@@ -35,8 +35,11 @@ install -m 755 "$here/probe-in-dom0.sh" "$inject/probe-in-dom0.sh"
 install -m 755 "$here/replication-in-dom0.sh" "$inject/replication-in-dom0.sh"
 install -m 755 "$here/xl-ftsync-in-dom0.sh" "$inject/xl-ftsync-in-dom0.sh"
 install -m 755 "$here/hvm-probe-in-dom0.sh" "$inject/hvm-probe-in-dom0.sh"
-install -m 644 "$here/domu-hvm.cfg" "$inject/domu-hvm.cfg"
-install -m 644 "$here/domu-hvm-replication.cfg" "$inject/domu-hvm-replication.cfg"
+# xl has no include: each HVM domU's config is the shared base, then its own.
+install -m 644 "$here/domu-hvm-base.cfg" "$inject/domu-hvm-base.cfg"
+for c in domu-hvm domu-hvm-replication; do
+  cat "$here/domu-hvm-base.cfg" "$here/$c.cfg" >"$inject/$c.cfg"
+done
 # The in-dom0 entry: the environment probe, the replication test (which
 # skips itself when xen_replication_test was not built), then xl-ftsync with
 # ftd's Xen guest and network buffer; the HVM guest with the qemu-xen

@@ -84,33 +84,27 @@ chmod 755 $ov/init
 (cd $ov && find . | busybox cpio -o -H newc 2>/dev/null | gzip) >/tmp/overlay.cpio.gz
 cat /inject/domu-initrd.gz /tmp/overlay.cpio.gz >/tmp/domu-net.gz
 if [ "$type" = hvm ]; then
-  # As domu-hvm-replication.cfg: no early PCI scan, no replay of missed
-  # ticks (minutes of boot under TCG otherwise); the last console= (hvc0)
-  # is /dev/console, so the counter reaches xenconsoled's log.
-  guest='type = "hvm"
-device_model_version = "qemu-xen"
-extra = "console=ttyS0 console=hvc0 rdinit=/init loglevel=5 pci=noearly"
-serial = "pty"
-vnc = 0
-sdl = 0
-nographic = 1
-vga = "none"
-timer_mode = "one_missed_tick_pending"'
+  # domu-hvm-base.cfg (kernel, memory, timer_mode, the device model, the
+  # serial pty), and pci=noearly as the other HVM domUs: no early PCI scan
+  # (minutes of boot under TCG otherwise); the last console= (hvc0) is
+  # /dev/console, so the counter reaches xenconsoled's log.
+  guest="$(cat /inject/domu-hvm-base.cfg)
+extra = \"console=ttyS0 console=hvc0 rdinit=/init loglevel=5 pci=noearly\""
   boot_s=300
 else
   guest='type = "pvh"
+kernel = "/boot/vmlinuz"
+memory = 128
+vcpus = 1
+on_crash = "preserve"
 extra = "console=hvc0 rdinit=/init loglevel=5"'
   boot_s=120
 fi
 cat >/tmp/$name.cfg <<CFG
 name = "$name"
 $guest
-kernel = "/boot/vmlinuz"
 ramdisk = "/tmp/domu-net.gz"
-memory = 128
-vcpus = 1
 vif = ['bridge=xenbr0,mac=00:16:3e:5e:00:01']
-on_crash = "preserve"
 on_reboot = "destroy"
 CFG
 log=/var/log/xen/console/guest-$name.log
