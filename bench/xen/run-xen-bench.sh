@@ -30,7 +30,8 @@ pause, coop, remus = by.get("ftsync-pause"), by.get("ftsync-coop"), by.get("samp
 def ratio(a, b):
     return round(a / b, 4) if a is not None and b else None
 res = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"), "hostname": socket.gethostname(),
-       "nproc": os.cpu_count(), "status": int(sys.argv[3]), "runs": rows,
+       "nproc": os.cpu_count(), "status": int(sys.argv[3]),
+       "xen_paging": "hap" if os.environ.get("XEN_HAP", "0") == "1" else "shadow (hap=0)", "runs": rows,
        "note": "nested Xen 4.17 under QEMU TCG: compare ratios, not milliseconds. stop = interval in "
                "which the domU could not run (sampled every ~1 ms from dom0); bytes per epoch: ftsync's "
                "stream (EpochStats.bytes_wire) vs xl remus's stream counted in its ssh pipe."}
