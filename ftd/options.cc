@@ -128,7 +128,8 @@ const std::vector<OptionDef>& Defs() {
       StrOpt("speculation", "POLICY",
              "send likely-final pages during the epoch: off, eager (every dirty page, a reference), history "
              "(adaptive, bounded to 1.2x the bytes) or fill (history, spending the rest of the budget late); "
-             "needs a hypervisor that can re-arm single pages (qemu, fake)",
+             "on xen, which can only peek, a page sent ahead is resent at the checkpoint only if it changed "
+             "(needs --delta runs, blocks or auto)",
              &Options::speculation),
       IntOpt("speculation-ticks", "speculation: ticks per epoch (2..100); ticks-1 speculative sends per epoch",
              &Options::speculation_ticks, 2, 100),
