@@ -2,7 +2,9 @@
 // replica, and takes over (promotes) when the primary dies: missed
 // heartbeats or a broken connection. After promotion it refuses every
 // primary that shows up again (split-brain guard): the old primary may only
-// come back as a backup.
+// come back as a backup. The guest it took over can be protected again
+// (`ftd ctl protect HOST:PORT`, or --reprotect at once): this ftd then runs
+// a primary for it, towards a new backup.
 #include <signal.h>
 #include <unistd.h>
 
@@ -57,6 +59,7 @@ class Backup : public Role {
   }
 
   std::string StatusLine() override {
+    if (Role* p = primary()) return p->StatusLine();
     std::lock_guard<std::mutex> l(mu_);
     std::ostringstream s;
     s << "role=backup state=" << state_;
@@ -67,6 +70,7 @@ class Backup : public Role {
   }
 
   std::string StatsText() override {
+    if (Role* p = primary()) return p->StatsText();
     std::lock_guard<std::mutex> l(mu_);
     ftsync::ReceiverStats st = rx_ ? rx_->stats() : last_stats_;
     std::ostringstream s;
@@ -78,6 +82,7 @@ class Backup : public Role {
   }
 
   std::string StatsJson() override {
+    if (Role* p = primary()) return p->StatsJson();
     std::lock_guard<std::mutex> l(mu_);
     ftsync::ReceiverStats st = rx_ ? rx_->stats() : last_stats_;
     auto info = replica_->LastComplete();
@@ -94,7 +99,7 @@ class Backup : public Role {
     std::shared_ptr<Connection> conn;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (state_ == "active" || state_ == "promoting") return "error: already " + state_;
+      if (TookOverLocked()) return "error: already " + state_;
       conn = conn_;
       manual_failover_ = true;
       if (!conn) {
@@ -110,8 +115,43 @@ class Backup : public Role {
     return "ok: promoting";
   }
 
+  std::string Protect(const std::string& peer) override {
+    std::unique_ptr<Guest> guest;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (primary_) return "error: the guest is protected already (" + o_.peer + ")";
+      if (state_ != "active" || !guest_)
+        return "error: nothing to protect: this backup has not taken over (state " + state_ + ")";
+      if (o_.hypervisor == "xen")
+        return "error: on xen the restored domain is an ordinary domain: protect it with `xl-ftsync " + o_.domain +
+               " HOST` or `ftd primary --hypervisor xen --domain " + o_.domain + "`";
+      auto ep = ParseEndpoint(io_, peer);
+      if (!ep.ok()) return "error: " + ep.status().context();
+      if (!o_.insecure_plaintext) {
+        // The primary's side of mutual TLS, with this host's certificate.
+        auto ctx = MakeTlsContext({o_.tls_ca, o_.tls_cert, o_.tls_key}, false);
+        if (!ctx.ok()) return "error: " + ctx.status().ToString();
+      }
+      guest = std::move(guest_);
+      state_ = "reprotected";
+      o_.peer = peer;
+    }
+    Options po = o_;
+    po.role = RoleKind::kPrimary;
+    log_->Warn("protecting the taken-over guest again, to the backup at " + peer);
+    auto p = MakePrimaryFor(po, io_, log_, std::move(guest));
+    // Checked above: Start cannot fail on the endpoint or the certificates,
+    // and it launches nothing; the connection is made on its own thread.
+    Status s = p->Start();
+    if (!s.ok()) log_->Error("protecting the taken-over guest: " + s.ToString());
+    std::lock_guard<std::mutex> l(mu_);
+    primary_ = std::move(p);
+    return s.ok() ? "ok: protecting the guest to " + peer : "error: " + s.ToString();
+  }
+
   void Stop() override {
     stop_ = true;
+    if (Role* p = primary()) p->Stop();
     asio::post(io_, [this] {
       boost::system::error_code ec;
       acceptor_.close(ec);
@@ -125,6 +165,7 @@ class Backup : public Role {
   }
 
   void Wait() override {
+    if (Role* p = primary()) p->Wait();
     if (session_.joinable()) session_.join();
     if (promote_thread_.joinable()) promote_thread_.join();
     if (watchdog_.joinable()) watchdog_.join();
@@ -134,6 +175,18 @@ class Backup : public Role {
   void SetState(const std::string& s) {
     std::lock_guard<std::mutex> l(mu_);
     state_ = s;
+  }
+
+  // This host runs the guest now (taking over, or protecting it again).
+  bool TookOverLocked() const {
+    return state_ == "active" || state_ == "promoting" || state_ == "reprotected";
+  }
+
+  // The primary that protects the taken-over guest, once there is one. It
+  // lives until this role is destroyed.
+  Role* primary() {
+    std::lock_guard<std::mutex> l(mu_);
+    return primary_.get();
   }
 
   void Accept() {
@@ -153,7 +206,7 @@ class Backup : public Role {
     std::string who = conn->peer();
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (state_ == "active" || state_ == "promoting") {
+      if (TookOverLocked()) {
         log_->Warn("refusing primary " + who + ": this host took over (split-brain guard); the old primary must "
                    "rejoin as a backup");
         conn->Close("refused: took over");
@@ -267,6 +320,11 @@ class Backup : public Role {
     if (o_.exit_after_promote) {
       log_->Info("--exit-after-promote: not waiting for the taken-over guest to end; exiting");
       ::kill(::getpid(), SIGTERM);  // main's handler stops cleanly
+      return;
+    }
+    if (!o_.reprotect.empty()) {
+      std::string r = Protect(o_.reprotect);
+      if (r.rfind("ok", 0) != 0) log_->Error("--reprotect " + o_.reprotect + ": " + r);
     }
   }
 
@@ -276,6 +334,15 @@ class Backup : public Role {
       std::this_thread::sleep_for(std::chrono::milliseconds(o_.heartbeat_ms));
       std::shared_ptr<Connection> conn;
       std::shared_ptr<ftsync::Receiver> rx;
+      if (Role* p = primary()) {
+        // The guest's primary ends by itself only when the guest failed.
+        if (p->Done() && !stop_ && !guest_ended_) {
+          guest_ended_ = true;
+          log_->Warn("the taken-over guest ended while protected again; exiting");
+          ::kill(::getpid(), SIGTERM);
+        }
+        continue;
+      }
       {
         std::lock_guard<std::mutex> l(mu_);
         if (state_ == "active" && guest_) {
@@ -314,6 +381,7 @@ class Backup : public Role {
   std::shared_ptr<ftsync::Receiver> rx_;
   ftsync::ReceiverStats last_stats_;
   std::unique_ptr<Guest> guest_;
+  std::unique_ptr<Role> primary_;  // after Protect: owns the guest
   std::string state_ = "starting";
   bool manual_failover_ = false;
   bool session_running_ = false;  // from accept to the end of Session()

@@ -43,11 +43,13 @@ std::string ControlServer::Handle(const std::string& cmd) {
   if (cmd == "stats") return role_->StatsText();
   if (cmd == "stats-json") return role_->StatsJson();
   if (cmd == "failover") return role_->Failover();
+  if (cmd.rfind("protect ", 0) == 0) return role_->Protect(cmd.substr(8));
+  if (cmd == "protect") return "error: protect needs HOST:PORT (the new backup)";
   if (cmd == "stop") {
     asio::post(io_, on_stop_);
     return "ok: stopping";
   }
-  return "error: unknown command '" + cmd + "' (status, stats, stats-json, failover, stop)";
+  return "error: unknown command '" + cmd + "' (status, stats, stats-json, failover, protect HOST:PORT, stop)";
 }
 
 void ControlServer::Accept() {

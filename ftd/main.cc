@@ -19,10 +19,10 @@ int Ctl(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--control" && i + 1 < argc) path = argv[++i];
     else if (a.rfind("--control=", 0) == 0) path = a.substr(10);
-    else cmd = a;
+    else cmd = cmd.empty() ? a : cmd + " " + a;  // protect HOST:PORT
   }
   if (cmd.empty()) {
-    std::fprintf(stderr, "usage: ftd ctl [--control PATH] status|stats|stats-json|failover|stop\n");
+    std::fprintf(stderr, "usage: ftd ctl [--control PATH] status|stats|stats-json|failover|protect HOST:PORT|stop\n");
     return 2;
   }
   auto r = ftd::ControlRequest(path, cmd);

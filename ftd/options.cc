@@ -146,7 +146,12 @@ const std::vector<OptionDef>& Defs() {
       FlagOpt("exit-after-promote",
               "backup: exit once the taken-over guest runs (default: stay and watch it until it ends)",
               &Options::exit_after_promote, true),
-      StrOpt("control", "PATH", "unix socket for status, stats, failover, stop", &Options::control),
+      StrOpt("reprotect", "HOST:PORT",
+             "backup (qemu, fake): after a takeover, protect the guest again, to a backup at HOST:PORT "
+             "(retried every --reconnect ms until one answers); `ftd ctl protect HOST:PORT` does the same "
+             "on demand",
+             &Options::reprotect),
+      StrOpt("control", "PATH", "unix socket for status, stats, failover, protect, stop", &Options::control),
       StrOpt("config", "FILE", "read options from FILE (name = value lines) before the command line",
              &Options::config),
   };
@@ -203,7 +208,7 @@ std::string HelpText() {
   s << "usage: ftd primary --peer HOST:PORT [options]\n"
        "       ftd primary --blackhole [options]\n"
        "       ftd backup [--listen HOST:PORT] [options]\n"
-       "       ftd ctl [--control PATH] status|stats|stats-json|failover|stop\n\n"
+       "       ftd ctl [--control PATH] status|stats|stats-json|failover|protect HOST:PORT|stop\n\n"
        "ftd protects a virtual machine: the primary checkpoints it every epoch to the\n"
        "backup, which keeps a replica and takes over when the primary dies.\n\n"
        "options (default in brackets; the same names work in a --config file):\n";
@@ -261,6 +266,17 @@ Status ParseOptions(int argc, char** argv, Options* out, std::string* help) {
     return Status(Errc::kInvalidArgument, "primary needs --peer HOST:PORT (the backup), or --blackhole");
   if (o.blackhole && o.role != RoleKind::kPrimary)
     return Status(Errc::kInvalidArgument, "--blackhole is a primary option");
+  if (!o.reprotect.empty()) {
+    if (o.role != RoleKind::kBackup) return Status(Errc::kInvalidArgument, "--reprotect is a backup option");
+    if (o.hypervisor == "xen")
+      return Status(Errc::kInvalidArgument,
+                    "--reprotect: on xen the restored domain is an ordinary domain; protect it with xl-ftsync "
+                    "or ftd primary --domain");
+    if (o.exit_after_promote)
+      return Status(Errc::kInvalidArgument, "--reprotect contradicts --exit-after-promote");
+    if (o.reprotect.rfind(':') == std::string::npos)
+      return Status(Errc::kInvalidArgument, "--reprotect: '" + o.reprotect + "' is not HOST:PORT");
+  }
   if (o.hypervisor != "fake" && o.hypervisor != "qemu" && o.hypervisor != "xen")
     return Status(Errc::kInvalidArgument, "--hypervisor must be fake, qemu or xen, not '" + o.hypervisor + "'");
   if (o.hypervisor == "xen" && o.role == RoleKind::kPrimary && o.domain.empty())

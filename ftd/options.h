@@ -65,6 +65,7 @@ struct Options {
   std::string replica_dir = "/var/lib/ftsync/replica";
   bool promote = true;                     // take over when the primary dies
   bool exit_after_promote = false;         // backup: exit once the promoted guest runs
+  std::string reprotect;                   // backup: after a takeover, protect the guest to this HOST:PORT
   // Control.
   std::string control = "/run/ftsync/ftd.sock";
   std::string config;                      // file read before the flags

@@ -1,5 +1,6 @@
-// The primary: launches the guest, connects to the backup, checkpoints every
-// interval. Without a backup the guest keeps running unprotected (with a
+// The primary: launches the guest (or takes one that runs already: a
+// backup's taken-over guest, re-protected), connects to the backup,
+// checkpoints every interval. Without a backup the guest keeps running unprotected (with a
 // warning) and ftd reconnects; a new connection starts with a full resync.
 #include <algorithm>
 #include <chrono>
@@ -40,6 +41,8 @@ T ValueOr(const ftsync::Result<T>& r, T fallback) {
 class Primary : public Role {
  public:
   Primary(const Options& o, asio::io_context& io, StderrLogger* log) : o_(o), io_(io), log_(log) {}
+  Primary(const Options& o, asio::io_context& io, StderrLogger* log, std::unique_ptr<Guest> guest)
+      : o_(o), io_(io), log_(log), guest_(std::move(guest)) {}
   ~Primary() override {
     Stop();
     Wait();
@@ -67,10 +70,14 @@ class Primary : public Role {
   }
 
   Status StartGuest() {
-    auto g = LaunchGuest(o_, GuestContext{&io_, log_});
-    if (!g.ok()) return g.status().Annotate("launch guest");
-    guest_ = std::move(g).value();
-    log_->Info("guest running: " + guest_->Describe());
+    if (guest_) {
+      log_->Info("protecting the running guest: " + guest_->Describe());
+    } else {
+      auto g = LaunchGuest(o_, GuestContext{&io_, log_});
+      if (!g.ok()) return g.status().Annotate("launch guest");
+      guest_ = std::move(g).value();
+      log_->Info("guest running: " + guest_->Describe());
+    }
     engine_ = std::thread([this] { EngineLoop(); });
     heartbeat_ = std::thread([this] { HeartbeatLoop(); });
     return Status::OK();
@@ -145,6 +152,8 @@ class Primary : public Role {
   }
 
   std::string Failover() override { return "error: failover is a backup command (run it on the backup)"; }
+  std::string Protect(const std::string&) override { return "error: this ftd is a primary already"; }
+  bool Done() override { return engine_done_; }
 
   void Stop() override { stop_ = true; }
 
@@ -418,6 +427,11 @@ class Primary : public Role {
 
 std::unique_ptr<Role> MakePrimary(const Options& o, asio::io_context& io, StderrLogger* log) {
   return std::make_unique<Primary>(o, io, log);
+}
+
+std::unique_ptr<Role> MakePrimaryFor(const Options& o, asio::io_context& io, StderrLogger* log,
+                                     std::unique_ptr<Guest> guest) {
+  return std::make_unique<Primary>(o, io, log, std::move(guest));
 }
 
 }  // namespace ftd

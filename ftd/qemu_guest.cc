@@ -109,7 +109,9 @@ class QemuGuest : public Guest {
     ftsync::QemuLaunch l;
     // The replica's image becomes the guest's RAM: it is not a replica any more.
     FTSYNC_RETURN_IF_ERROR(Prepare(&l, replica->memory_path()));
-    l.dirty_tracking = false;  // nobody protects the taken-over guest (yet)
+    // Tracked like a primary's guest, so that it can be protected again
+    // (ftd ctl protect, --reprotect) without a restart.
+    l.dirty_tracking = true;
     auto r = ftsync::QemuDomain::Restore(l, replica->memory_path(), *state,
                                          ftsync::QemuDomainOptions{.logger = ctx_.log});
     if (!r.ok()) return r.status();

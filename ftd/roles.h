@@ -29,6 +29,14 @@ class Role {
   virtual std::string StatsJson() = 0;
   // Control commands; returns the reply line.
   virtual std::string Failover() = 0;
+  // Backup, after a takeover: protect the guest it runs to the backup at
+  // `peer` (HOST:PORT), as a primary would. "ok: ..." or "error: ...".
+  virtual std::string Protect(const std::string& peer) {
+    return "error: protect is a backup command, for the guest it took over (not " + peer + ")";
+  }
+  // True once the role's engine has ended by itself (a primary whose
+  // guest failed); Stop() and Wait() are still to be called.
+  virtual bool Done() { return false; }
   virtual void Stop() = 0;
   // Blocks until the role has stopped.
   virtual void Wait() = 0;
@@ -36,6 +44,10 @@ class Role {
 
 std::unique_ptr<Role> MakePrimary(const Options& o, asio::io_context& io, StderrLogger* log);
 std::unique_ptr<Role> MakeBackup(const Options& o, asio::io_context& io, StderrLogger* log);
+// A primary for a guest that already runs (a backup's taken-over guest):
+// Start() does not launch one. `o.peer` is the new backup.
+std::unique_ptr<Role> MakePrimaryFor(const Options& o, asio::io_context& io, StderrLogger* log,
+                                     std::unique_ptr<Guest> guest);
 
 // "host:port" -> endpoint (numeric host or a name resolved once).
 ftsync::Result<Tcp::endpoint> ParseEndpoint(asio::io_context& io, const std::string& hostport);

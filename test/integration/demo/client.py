@@ -5,7 +5,9 @@ every answer must be the previous answer plus one. It keeps one TCP
 connection; only if that connection breaks does it reconnect (and says so).
 
 Usage: client.py HOST PORT SECONDS KILLFILE OUTJSON
-  KILLFILE: the demo writes the kill time (CLOCK_MONOTONIC ns) here.
+  SECONDS: the longest it runs; it stops earlier once KILLFILE.stop exists.
+  KILLFILE: the demo writes the time (CLOCK_MONOTONIC ns) of each kill
+  here, one line per kill; answers are counted per phase.
 """
 import json
 import os
@@ -20,11 +22,12 @@ def main():
     last = None
     answers = before = after = lost = repeated = reconnects = 0
     first_after_kill = None
+    per_kill = []  # per kill: answers after it (until the next), first answer's delay
     max_gap = 0.0
     prev_t = None
     sock = None
     buf = b""
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not os.path.exists(killfile + ".stop"):
         if sock is None:
             try:
                 sock = socket.create_connection((host, port), timeout=2)
@@ -63,22 +66,28 @@ def main():
         if prev_t is not None:
             max_gap = max(max_gap, now - prev_t)
         prev_t = now
-        kill_ns = None
+        kills = []
         if os.path.exists(killfile):
             try:
-                kill_ns = int(open(killfile).read().strip() or "0")
+                kills = [int(l) for l in open(killfile).read().split()]
             except ValueError:
-                kill_ns = None
-        if kill_ns:
+                kills = []
+        if kills:
             after += 1
+            phase = len(kills) - 1
+            while len(per_kill) <= phase:
+                per_kill.append({"answers": 0, "first_answer_ms": None})
+            per_kill[phase]["answers"] += 1
+            if per_kill[phase]["first_answer_ms"] is None:
+                per_kill[phase]["first_answer_ms"] = (time.clock_gettime_ns(time.CLOCK_MONOTONIC) - kills[-1]) / 1e6
             if first_after_kill is None:
-                first_after_kill = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - kill_ns
+                first_after_kill = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - kills[0]
         else:
             before += 1
     json.dump({"answers": answers, "before_kill": before, "after_kill": after, "lost": lost,
                "repeated": repeated, "reconnects": reconnects, "last": last,
                "kill_to_first_answer_ms": None if first_after_kill is None else first_after_kill / 1e6,
-               "max_gap_ms": max_gap * 1000}, open(out, "w"))
+               "after_each_kill": per_kill, "max_gap_ms": max_gap * 1000}, open(out, "w"))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,16 @@
 # bridge; ftd replicates it to the backup over mutual TLS. A client sends
 # INCR requests without pause; mid-run the primary's QEMU and ftd are
 # SIGKILLed; the backup takes over from its last complete epoch and the
-# client's TCP connection carries on. All traffic stays in these namespaces.
+# client's TCP connection carries on. Then the failback: the primary host,
+# "repaired", starts a backup; the host that took over protects the guest
+# to it (ftd ctl protect) with a full resynchronisation while the client
+# goes on; then that host dies too, and the guest comes back to the first
+# host, again without a lost or repeated state change. All traffic stays in
+# these namespaces.
 #
 # Usage: test/integration/demo/demo.sh BUILD_DIR [SECONDS_BEFORE_KILL] [SECONDS_AFTER_KILL]
+#   SECONDS_AFTER_KILL: the client's time on the backup before the
+#   failback starts, and again on the first host after the second kill.
 set -u
 build=$(cd "${1:-build}" && pwd)
 before=${2:-8}
@@ -40,7 +47,7 @@ for f in "$ftd" "$build/guest/vmlinuz" "$build/guest/initrd.gz" "$build/lib/libf
   [ -e "$f" ] || die "missing $f (run make demo, which builds it)"
 done
 cleanup 2>/dev/null
-mkdir -p "$root"/{pri,bak,certs}
+mkdir -p "$root"/{pri,bak,pri2,certs}
 
 # --- the machines ---------------------------------------------------------
 for ns in $ns_list; do ip netns add $ns || die "cannot create namespace $ns"; done
@@ -81,7 +88,7 @@ ip netns exec ft-bak "$ftd" backup --listen 10.77.0.2:7788 "${common[@]}" \
   --tls-cert "$root/certs/backup.crt" --tls-key "$root/certs/backup.key" \
   --replica-dir "$root/bak/replica" --run-dir "$root/bak" --control "$root/bak/ftd.sock" \
   2>"$root/bak/ftd.log" &
-pids+=($!)
+bak_job=$!; pids+=($bak_job)
 ip netns exec ft-pri "$ftd" primary --peer 10.77.0.2:7788 "${common[@]}" \
   --tls-cert "$root/certs/primary.crt" --tls-key "$root/certs/primary.key" \
   --run-dir "$root/pri" --control "$root/pri/ftd.sock" 2>"$root/pri/ftd.log" &
@@ -102,7 +109,8 @@ echo "demo: guest answers; $(ctl pri status)"
 
 # --- the client, the kill, the takeover -------------------------------------
 killfile=$root/kill-time
-ip netns exec ft-client python3 "$here/client.py" 10.77.0.100 7000 $((before + after)) "$killfile" "$root/client.json" &
+# At most this long; the demo stops it (KILLFILE.stop) after the failback.
+ip netns exec ft-client python3 "$here/client.py" 10.77.0.100 7000 $((before + 2 * after + 300)) "$killfile" "$root/client.json" &
 client=$!; pids+=($client)
 last_json=""
 for _ in $(seq $((before * 10))); do
@@ -117,15 +125,54 @@ python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))' > "
 kill -9 $pri_ftd ${qemu_pid:-} 2>/dev/null
 mv "$killfile.tmp" "$killfile"
 wait $pri_ftd 2>/dev/null
-wait $client
+sleep "$after"
 echo "demo: $(ctl bak status)"
+ctl bak stats-json > "$root/takeover-stats.json"
+
+# --- failback: the first host comes back as the backup --------------------------
+ip netns exec ft-pri "$ftd" backup --listen 10.77.0.1:7788 "${common[@]}" \
+  --tls-cert "$root/certs/primary.crt" --tls-key "$root/certs/primary.key" \
+  --replica-dir "$root/pri2/replica" --run-dir "$root/pri2" --control "$root/pri2/ftd.sock" \
+  2>"$root/pri2/ftd.log" &
+pri2_ftd=$!; pids+=($pri2_ftd)
+for _ in $(seq 100); do ctl pri2 status >/dev/null && break; sleep 0.1; done
+echo "demo: the first host is back, as a backup; the host that took over protects the guest to it: $(ctl bak "protect 10.77.0.1:7788")"
+t0=$(date +%s)
+protected=0
+for _ in $(seq 1200); do
+  if ctl bak status | grep -q "role=primary state=protected" && ctl pri2 status | grep -q "replica_epoch=[1-9]"; then
+    protected=1; break
+  fi
+  sleep 0.1
+done
+[ $protected = 1 ] || { tail -5 "$root/bak/ftd.log"; tail -5 "$root/pri2/ftd.log"; die "the guest was not protected again within 120 s"; }
+echo "demo: protected again after $(( $(date +%s) - t0 )) s: $(ctl bak status)"
+sleep 2  # some epochs of the new session
+ctl bak stats-json > "$root/reprotected-stats.json"
+bak_ftd=$(ip netns pids ft-bak | while read -r p; do
+  [ "$(cat /proc/$p/comm 2>/dev/null)" = ftd ] && echo "$p"; done | head -1)
+bak_qemu=$(ip netns pids ft-bak | while read -r p; do
+  [ "$(cat /proc/$p/comm 2>/dev/null)" = qemu-system-x86 ] && echo "$p"; done | head -1)
+echo "demo: SIGKILL the second host's ftd (${bak_ftd:-?}) and its QEMU (${bak_qemu:-?})"
+{ cat "$killfile"; python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))'; } > "$killfile.tmp"
+kill -9 ${bak_ftd:-} ${bak_qemu:-} 2>/dev/null
+mv "$killfile.tmp" "$killfile"
+wait $bak_job 2>/dev/null
+sleep "$after"
+touch "$killfile.stop"
+wait $client
+echo "demo: $(ctl pri2 status)"
 
 # --- summary -------------------------------------------------------------------
-python3 - "$root/client.json" "$root/primary-stats.json" "$(ctl bak stats-json)" <<'PY'
+python3 - "$root/client.json" "$root/primary-stats.json" "$root/takeover-stats.json" \
+  "$root/reprotected-stats.json" "$(ctl pri2 stats-json)" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 p = json.loads(open(sys.argv[2]).read() or "{}")
-b = json.loads(sys.argv[3] or "{}")
+b = json.loads(open(sys.argv[3]).read() or "{}")
+r = json.loads(open(sys.argv[4]).read() or "{}")
+b2 = json.loads(sys.argv[5] or "{}")
+phases = c.get("after_each_kill", [])
 rec = p.get("recent", [])
 pauses = sorted(r[1] for r in rec if r[0] > 0)
 def pct(v, q):
@@ -137,13 +184,25 @@ print("  epochs applied on the backup        %s" % b.get("epochs_applied"))
 print("  bytes replicated                    %.1f MiB" % (b.get("bytes_received", 0) / 2**20))
 print("  guest pause per epoch               median %.1f ms, p99 %.1f ms (%d epochs)" % (pct(pauses, .5) / 1e3, pct(pauses, .99) / 1e3, len(pauses)))
 print("  kill -> first answer from backup    %s ms" % (None if c["kill_to_first_answer_ms"] is None else round(c["kill_to_first_answer_ms"])))
-print("  requests answered                   %d before the kill, %d after" % (c["before_kill"], c["after_kill"]))
+def ms(v):
+    return None if v is None else round(v)
+first = phases[0] if phases else {"answers": 0, "first_answer_ms": None}
+second = phases[1] if len(phases) > 1 else {"answers": 0, "first_answer_ms": None}
+print("  requests answered                   %d before the kill, %d on the backup host" % (c["before_kill"], first["answers"]))
 print("                                      (one request at a time: while protected each answer waits")
-print("                                       for its epoch's ACK; after the takeover the guest runs unprotected)")
+print("                                       for its epoch's ACK; after the takeover the guest runs unprotected")
+print("                                       until it is protected again)")
+print("failback")
+print("  protected again, epochs acked       %s (then the second host was killed)" % r.get("epochs_acked"))
+print("  epochs applied on the first host    %s" % b2.get("epochs_applied"))
+print("  kill -> first answer, first host    %s ms" % ms(second["first_answer_ms"]))
+print("  requests answered there             %d" % second["answers"])
 print("  lost state changes                  %d" % c["lost"])
 print("  repeated state changes              %d" % c["repeated"])
 print("  client reconnects                   %d (0: the TCP connection survived)" % c["reconnects"])
-ok = c["lost"] == 0 and c["repeated"] == 0 and c["after_kill"] > 0 and b.get("state") == "active"
+ok = (c["lost"] == 0 and c["repeated"] == 0 and first["answers"] > 0 and second["answers"] > 0
+      and b.get("state") == "active" and r.get("role") == "primary" and (r.get("epochs_acked") or 0) > 0
+      and b2.get("state") == "active")
 print("demo: OK" if ok else "demo: FAILED")
 sys.exit(0 if ok else 1)
 PY

@@ -88,14 +88,18 @@ SSH
 chmod 755 "$work/fakessh"
 port=$((20000 + RANDOM % 20000))
 pair=("${common[@]}" --insecure-plaintext --port $port --remote-xl-ftsync "$xl" -s "$work/fakessh" -i 20)
-"$xl" "${pair[@]}" vm1 127.0.0.1 2>"$work/vm1.log" &
+# Each pair's replica in $work: the default (/var/lib/ftsync/DOMAIN) would
+# outlive the test, and a replica left by an earlier run made the waits
+# below pass before this run's first epoch.
+"$xl" "${pair[@]}" --replica-dir "$work/replica-vm1" vm1 127.0.0.1 2>"$work/vm1.log" &
 p1=$!; pids+=($p1)
 wait_st vm1 100 "backup: role=backup state=protecting.*replica_epoch=[1-9]"
 s=$(st vm1)
 check "the receiver started through -s CMD HOST" 'grep -qx 127.0.0.1 "$work/fakessh.hosts" && grep -q "backup of .vm1. ready on 0.0.0.0:$port" "$work/vm1.log"' "$(cat "$work/vm1.log")"
 check "status shows the primary and the backup with epochs" \
   'echo "$s" | grep -q "primary: role=primary state=protected backup=127.0.0.1:$port" && echo "$s" | grep -q "backup: role=backup state=protecting.*replica_epoch="' "$s"
-out=$("$xl" receive --run-dir "$work" --ftd "$ftd" --hypervisor fake --insecure-plaintext --port $port vm1 2>&1)
+out=$("$xl" receive --run-dir "$work" --ftd "$ftd" --hypervisor fake --insecure-plaintext --port $port \
+  --replica-dir "$work/replica-vm1" vm1 2>&1)
 check "a second receiver for the domain is refused" 'echo "$out" | grep -q "already runs here"' "$out"
 kill -9 $p1  # the primary host dies (xl-ftsync exec'd ftd primary)
 wait_st vm1 50 "backup: role=backup state=active"
@@ -110,7 +114,7 @@ check "failover of an active backup says so" 'echo "$out" | grep -q "already act
 # 4. -e: the receiver exits once it has taken over; failover by hand.
 port=$((port + 1))
 pair=("${common[@]}" --insecure-plaintext --port $port --remote-xl-ftsync "$xl" -s "$work/fakessh" -i 20 -e)
-"$xl" "${pair[@]}" vm2 127.0.0.1 2>"$work/vm2.log" &
+"$xl" "${pair[@]}" --replica-dir "$work/replica-vm2" vm2 127.0.0.1 2>"$work/vm2.log" &
 p2=$!; pids+=($p2)
 wait_st vm2 100 "backup: role=backup state=protecting.*replica_epoch=[1-9]"
 out=$("$xl" failover --run-dir "$work" --ftd "$ftd" vm2 2>&1)
