@@ -94,6 +94,10 @@ ip netns exec ft-pri "$ftd" primary --peer 10.77.0.2:7788 "${common[@]}" \
   --run-dir "$root/pri" --control "$root/pri/ftd.sock" 2>"$root/pri/ftd.log" &
 pri_ftd=$!; pids+=($pri_ftd)
 ctl() { "$ftd" ctl --control "$root/$1/ftd.sock" "$2" 2>/dev/null; }
+# pid_in NS COMM: the first process named COMM in namespace NS.
+pid_in() {
+  ip netns pids "$1" | while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = "$2" ] && echo "$p"; done | head -1
+}
 
 echo "demo: booting the guest under QEMU/TCG on the primary, protected from the first epoch..."
 ready=0
@@ -118,8 +122,7 @@ for _ in $(seq $((before * 10))); do
   sleep 0.1
 done
 echo "$last_json" > "$root/primary-stats.json"
-qemu_pid=$(ip netns pids ft-pri | while read -r p; do
-  [ "$(cat /proc/$p/comm 2>/dev/null)" = qemu-system-x86 ] && echo "$p"; done | head -1)
+qemu_pid=$(pid_in ft-pri qemu-system-x86)
 echo "demo: SIGKILL primary ftd ($pri_ftd) and its QEMU (${qemu_pid:-?})"
 python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))' > "$killfile.tmp"
 kill -9 $pri_ftd ${qemu_pid:-} 2>/dev/null
@@ -149,10 +152,8 @@ done
 echo "demo: protected again after $(( $(date +%s) - t0 )) s: $(ctl bak status)"
 sleep 2  # some epochs of the new session
 ctl bak stats-json > "$root/reprotected-stats.json"
-bak_ftd=$(ip netns pids ft-bak | while read -r p; do
-  [ "$(cat /proc/$p/comm 2>/dev/null)" = ftd ] && echo "$p"; done | head -1)
-bak_qemu=$(ip netns pids ft-bak | while read -r p; do
-  [ "$(cat /proc/$p/comm 2>/dev/null)" = qemu-system-x86 ] && echo "$p"; done | head -1)
+bak_ftd=$(pid_in ft-bak ftd)
+bak_qemu=$(pid_in ft-bak qemu-system-x86)
 echo "demo: SIGKILL the second host's ftd (${bak_ftd:-?}) and its QEMU (${bak_qemu:-?})"
 { cat "$killfile"; python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))'; } > "$killfile.tmp"
 kill -9 ${bak_ftd:-} ${bak_qemu:-} 2>/dev/null
