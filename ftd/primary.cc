@@ -1,7 +1,8 @@
 // The primary: launches the guest (or takes one that runs already: a
 // backup's taken-over guest, re-protected), connects to the backup,
-// checkpoints every interval. Without a backup the guest keeps running unprotected (with a
-// warning) and ftd reconnects; a new connection starts with a full resync.
+// checkpoints every interval. Without a backup the guest keeps running
+// unprotected (with a warning) and ftd reconnects; a new connection starts
+// with a full resync.
 #include <algorithm>
 #include <chrono>
 #include <future>

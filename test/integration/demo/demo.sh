@@ -88,7 +88,7 @@ ip netns exec ft-bak "$ftd" backup --listen 10.77.0.2:7788 "${common[@]}" \
   --tls-cert "$root/certs/backup.crt" --tls-key "$root/certs/backup.key" \
   --replica-dir "$root/bak/replica" --run-dir "$root/bak" --control "$root/bak/ftd.sock" \
   2>"$root/bak/ftd.log" &
-bak_job=$!; pids+=($bak_job)
+bak_job=$!; pids+=($bak_job)  # ftd itself: ip netns exec execs it
 ip netns exec ft-pri "$ftd" primary --peer 10.77.0.2:7788 "${common[@]}" \
   --tls-cert "$root/certs/primary.crt" --tls-key "$root/certs/primary.key" \
   --run-dir "$root/pri" --control "$root/pri/ftd.sock" 2>"$root/pri/ftd.log" &
@@ -152,11 +152,10 @@ done
 echo "demo: protected again after $(( $(date +%s) - t0 )) s: $(ctl bak status)"
 sleep 2  # some epochs of the new session
 ctl bak stats-json > "$root/reprotected-stats.json"
-bak_ftd=$(pid_in ft-bak ftd)
 bak_qemu=$(pid_in ft-bak qemu-system-x86)
-echo "demo: SIGKILL the second host's ftd (${bak_ftd:-?}) and its QEMU (${bak_qemu:-?})"
+echo "demo: SIGKILL the second host's ftd ($bak_job) and its QEMU (${bak_qemu:-?})"
 { cat "$killfile"; python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))'; } > "$killfile.tmp"
-kill -9 ${bak_ftd:-} ${bak_qemu:-} 2>/dev/null
+kill -9 $bak_job ${bak_qemu:-} 2>/dev/null
 mv "$killfile.tmp" "$killfile"
 wait $bak_job 2>/dev/null
 sleep "$after"
